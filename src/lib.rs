@@ -1,0 +1,15 @@
+//! nodecache: a CoreDNS-compatible Corefile engine and a drop-in replacement for Kubernetes
+//! NodeLocal DNSCache (`node-cache`).
+//!
+//! Data flow: Corefile text ([`corefile`]) → typed configuration and plan ([`config`]) →
+//! runtime plugin chains ([`plugin`]) → sockets and routing ([`server`]), hot-swapped by
+//! [`reload`]. [`nodelocal`] holds node-cache's own parts; [`observe`] metrics, HTTP endpoints
+//! and logging.
+
+pub mod config;
+pub mod corefile;
+pub mod nodelocal;
+pub mod observe;
+pub mod plugin;
+pub mod reload;
+pub mod server;

@@ -1,0 +1,1 @@
+//! node-cache's own parts: flags, Corefile template and stub domains, networking setup.

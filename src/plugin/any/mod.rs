@@ -1,0 +1,3 @@
+//! The `any` plugin.
+
+pub mod setup;

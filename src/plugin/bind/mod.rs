@@ -1,0 +1,3 @@
+//! The `bind` plugin.
+
+pub mod setup;

@@ -1,0 +1,3 @@
+//! The `bufsize` plugin.
+
+pub mod setup;

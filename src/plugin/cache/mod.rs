@@ -1,0 +1,3 @@
+//! The `cache` plugin.
+
+pub mod setup;

@@ -1,0 +1,32 @@
+//! `cache` directive syntax (placeholder: accepts any arguments until implemented).
+
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::corefile::{CorefileError, Dispenser};
+use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
+
+/// Parsed `cache` configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {}
+
+impl PluginConfig for Config {
+    fn name(&self) -> &'static str {
+        "cache"
+    }
+    fn build(&self, _ctx: &BuildContext) -> Result<Option<Arc<dyn Plugin>>, String> {
+        Ok(None)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Parses every `cache` occurrence in a block.
+pub fn parse(
+    d: &mut Dispenser,
+    _ctx: &SetupContext,
+) -> Result<Box<dyn PluginConfig>, CorefileError> {
+    while d.next() {}
+    Ok(Box::new(Config {}))
+}

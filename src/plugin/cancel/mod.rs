@@ -1,0 +1,3 @@
+//! The `cancel` plugin.
+
+pub mod setup;

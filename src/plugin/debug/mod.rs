@@ -1,0 +1,3 @@
+//! The `debug` plugin.
+
+pub mod setup;

@@ -1,0 +1,3 @@
+//! The `errors` plugin.
+
+pub mod setup;

@@ -1,0 +1,3 @@
+//! The `forward` plugin.
+
+pub mod setup;

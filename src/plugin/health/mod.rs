@@ -1,0 +1,3 @@
+//! The `health` plugin.
+
+pub mod setup;

@@ -1,0 +1,3 @@
+//! The `hosts` plugin.
+
+pub mod setup;

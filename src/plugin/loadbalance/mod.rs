@@ -1,0 +1,3 @@
+//! The `loadbalance` plugin.
+
+pub mod setup;

@@ -1,0 +1,3 @@
+//! The `log` plugin.
+
+pub mod setup;

@@ -1,0 +1,3 @@
+//! The `loop` plugin.
+
+pub mod setup;

@@ -1,0 +1,3 @@
+//! The `minimal` plugin.
+
+pub mod setup;

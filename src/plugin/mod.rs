@@ -1,0 +1,188 @@
+//! Plugins: each module holds one plugin's Corefile syntax (`setup`) beside its query handler.
+
+use std::any::Any;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use hickory_proto::op::ResponseCode;
+
+use crate::server::{Outcome, Request};
+
+/// A plugin's query handler, one link of a server block's chain.
+pub trait Plugin: Send + Sync + 'static {
+    /// The plugin's directive name (metrics `plugin` label).
+    fn name(&self) -> &'static str;
+
+    /// Handles `req`; call `next.serve(req)` to pass it on down the chain.
+    fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Outcome>;
+
+    /// Whether the plugin is ready (for the `ready` plugin). Default: always.
+    fn ready(&self) -> bool {
+        true
+    }
+}
+
+/// A built plugin chain, outermost handler first.
+pub type Chain = Arc<[Arc<dyn Plugin>]>;
+
+/// The rest of a chain after the current plugin.
+#[derive(Clone, Copy)]
+pub struct Next<'a> {
+    chain: &'a Chain,
+    index: usize,
+}
+
+impl<'a> Next<'a> {
+    /// The whole chain, starting at its first plugin.
+    pub fn start(chain: &'a Chain) -> Next<'a> {
+        Next { chain, index: 0 }
+    }
+
+    /// True when there is no further plugin.
+    pub fn is_empty(&self) -> bool {
+        self.index >= self.chain.len()
+    }
+
+    /// Name of the next plugin, if any.
+    pub fn peek_name(&self) -> Option<&'static str> {
+        self.chain.get(self.index).map(|p| p.name())
+    }
+
+    /// Runs the remaining chain. With nothing left it returns SERVFAIL with
+    /// `no next plugin found`, as CoreDNS does.
+    pub fn serve<'b>(&self, req: &'b mut Request) -> BoxFuture<'b, Outcome>
+    where
+        'a: 'b,
+    {
+        match self.chain.get(self.index) {
+            Some(p) => p.serve(
+                req,
+                Next {
+                    chain: self.chain,
+                    index: self.index + 1,
+                },
+            ),
+            None => Box::pin(std::future::ready(Outcome::unwritten(
+                ResponseCode::ServFail,
+                Some("no next plugin found".to_string()),
+            ))),
+        }
+    }
+
+    /// An owned handle to the same position, for background work (prefetch, stale refresh).
+    pub fn to_owned(&self) -> OwnedNext {
+        OwnedNext {
+            chain: self.chain.clone(),
+            index: self.index,
+        }
+    }
+}
+
+/// An owned position in a chain, usable from spawned tasks.
+#[derive(Clone)]
+pub struct OwnedNext {
+    chain: Chain,
+    index: usize,
+}
+
+impl OwnedNext {
+    /// Runs the remaining chain on `req`.
+    pub async fn serve(&self, req: &mut Request) -> Outcome {
+        Next {
+            chain: &self.chain,
+            index: self.index,
+        }
+        .serve(req)
+        .await
+    }
+}
+
+/// What plugin setup code knows about the server block it configures.
+#[derive(Clone, Debug, Default)]
+pub struct SetupContext {
+    /// The block's zones, normalised (lower case, FQDN), in key order.
+    pub zones: Vec<String>,
+    /// The block's ports, parallel to `zones`.
+    pub ports: Vec<u16>,
+}
+
+/// What building a runtime plugin from its configuration may use.
+#[derive(Clone)]
+pub struct BuildContext {
+    /// The block's zones (normalised), in key order.
+    pub zones: Vec<String>,
+    /// Listener labels this block serves on, e.g. `dns://:53`.
+    pub servers: Vec<String>,
+    /// Process-wide metrics.
+    pub metrics: Arc<crate::observe::Metrics>,
+    /// State carried across reloads, keyed by plugin-chosen strings.
+    pub carry: Arc<Carryover>,
+}
+
+/// A typed plugin configuration, parsed from its directive.
+pub trait PluginConfig: Debug + Send + Sync + Any {
+    /// Directive name.
+    fn name(&self) -> &'static str;
+
+    /// Human-readable options for `-explain` (default: the Debug form).
+    fn describe(&self) -> String {
+        format!("{self:?}")
+    }
+
+    /// Builds the query handler. `Ok(None)` for setup-only plugins (bind, reload, health,
+    /// ready) that add no handler to the chain.
+    fn build(&self, ctx: &BuildContext) -> Result<Option<Arc<dyn Plugin>>, String>;
+
+    /// For consumers that need the concrete type (e.g. the listener plan reading `bind`).
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// State kept across reloads: plugin instances look up what the previous runtime left
+/// (cache stores, upstream pools) by a key derived from their configuration.
+#[derive(Default)]
+pub struct Carryover {
+    items: parking_lot::Mutex<Vec<(String, Arc<dyn Any + Send + Sync>)>>,
+}
+
+impl Carryover {
+    /// Returns the value stored under `key` if it has type `T`, else stores `make()`.
+    pub fn get_or_insert<T: Any + Send + Sync>(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        let mut items = self.items.lock();
+        if let Some((_, v)) = items.iter().find(|(k, _)| k == key) {
+            if let Ok(t) = v.clone().downcast::<T>() {
+                return t;
+            }
+        }
+        let v = Arc::new(make());
+        items.retain(|(k, _)| k != key);
+        items.push((key.to_string(), v.clone() as Arc<dyn Any + Send + Sync>));
+        v
+    }
+}
+
+pub mod any;
+pub mod bind;
+pub mod bufsize;
+pub mod cache;
+pub mod cancel;
+pub mod debug;
+pub mod errors;
+pub mod forward;
+pub mod health;
+pub mod hosts;
+pub mod loadbalance;
+pub mod log;
+pub mod loop_detect;
+pub mod minimal;
+pub mod prometheus;
+pub mod ready;
+pub mod reload;
+pub mod rewrite;
+pub mod template;
+pub mod timeouts;
+pub mod whoami;

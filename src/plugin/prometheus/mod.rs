@@ -1,0 +1,3 @@
+//! The `prometheus` plugin.
+
+pub mod setup;

@@ -1,0 +1,3 @@
+//! The `ready` plugin.
+
+pub mod setup;

@@ -1,0 +1,3 @@
+//! The `reload` plugin.
+
+pub mod setup;

@@ -1,0 +1,3 @@
+//! The `rewrite` plugin.
+
+pub mod setup;

@@ -1,0 +1,3 @@
+//! The `template` plugin.
+
+pub mod setup;

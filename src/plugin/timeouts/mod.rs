@@ -1,0 +1,3 @@
+//! The `timeouts` plugin.
+
+pub mod setup;

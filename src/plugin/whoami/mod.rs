@@ -1,0 +1,3 @@
+//! The `whoami` plugin.
+
+pub mod setup;

@@ -1,0 +1,1 @@
+//! Live reload: file watching, checksum polling, and the runtime swap.
