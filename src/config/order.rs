@@ -85,19 +85,29 @@ pub fn nearest(name: &str) -> Option<&'static str> {
         .map(|(_, p)| p)
 }
 
+/// Optimal-string-alignment distance: insertions, deletions, substitutions and adjacent
+/// transpositions each cost 1.
 fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
     for i in 1..=a.len() {
-        let mut cur = vec![i; b.len() + 1];
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
         }
-        prev = cur;
     }
-    prev[b.len()]
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -106,10 +116,8 @@ mod tests {
 
     #[test]
     fn node_local_chain_order() {
-        let order: Vec<usize> = ["prometheus", "errors", "log", "cache", "loop", "forward"]
-            .iter()
-            .filter_map(|p| position(p))
-            .collect();
+        let order: Vec<usize> =
+            ["prometheus", "errors", "log", "cache", "loop", "forward"].iter().filter_map(|p| position(p)).collect();
         let mut sorted = order.clone();
         sorted.sort();
         assert_eq!(order, sorted);

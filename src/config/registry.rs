@@ -6,8 +6,7 @@ use crate::plugin::{self, PluginConfig, SetupContext};
 /// Parses one directive's tokens (every occurrence in a block) into its typed configuration.
 /// The dispenser starts before the first directive-name token; setup functions loop with
 /// `while d.next()` over occurrences, as CoreDNS plugins do.
-pub type SetupFn =
-    fn(&mut Dispenser, &SetupContext) -> Result<Box<dyn PluginConfig>, CorefileError>;
+pub type SetupFn = fn(&mut Dispenser, &SetupContext) -> Result<Box<dyn PluginConfig>, CorefileError>;
 
 /// The setup function for `name`, or None when this engine does not implement it.
 pub fn setup_fn(name: &str) -> Option<SetupFn> {
@@ -40,9 +39,5 @@ pub fn setup_fn(name: &str) -> Option<SetupFn> {
 
 /// Every directive this engine implements.
 pub fn implemented() -> Vec<&'static str> {
-    crate::config::order::PLUGIN_ORDER
-        .iter()
-        .copied()
-        .filter(|n| setup_fn(n).is_some())
-        .collect()
+    crate::config::order::PLUGIN_ORDER.iter().copied().filter(|n| setup_fn(n).is_some()).collect()
 }

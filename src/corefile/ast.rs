@@ -17,9 +17,6 @@ pub struct ServerBlock {
 impl ServerBlock {
     /// The tokens of directive `name`, if present.
     pub fn directive(&self, name: &str) -> Option<&[Token]> {
-        self.directives
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, t)| t.as_slice())
+        self.directives.iter().find(|(n, _)| n == name).map(|(_, t)| t.as_slice())
     }
 }

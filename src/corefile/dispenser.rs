@@ -18,20 +18,12 @@ pub struct Dispenser {
 impl Dispenser {
     /// A dispenser over `tokens`; `file` names the source when there are no tokens.
     pub fn new(tokens: Vec<Token>, file: Arc<str>) -> Dispenser {
-        Dispenser {
-            tokens,
-            cursor: -1,
-            nesting: 0,
-            file,
-        }
+        Dispenser { tokens, cursor: -1, nesting: 0, file }
     }
 
     /// A dispenser over tokens made by [`super::token::simple_tokens`] (tests only).
     pub fn from_text(text: &str) -> Dispenser {
-        Dispenser::new(
-            super::token::simple_tokens(text, "Corefile"),
-            Arc::from("Corefile"),
-        )
+        Dispenser::new(super::token::simple_tokens(text, "Corefile"), Arc::from("Corefile"))
     }
 
     /// All tokens this dispenser covers.
@@ -159,10 +151,7 @@ impl Dispenser {
         if let Some(t) = self.tokens.last().filter(|_| self.cursor >= 0) {
             return t.clone();
         }
-        self.tokens
-            .first()
-            .cloned()
-            .unwrap_or_else(|| Token::new("", self.file.clone(), 0, 0))
+        self.tokens.first().cloned().unwrap_or_else(|| Token::new("", self.file.clone(), 0, 0))
     }
 
     /// `Error during parsing: MSG` at the current token.
@@ -176,10 +165,7 @@ impl Dispenser {
         if self.val() == "{" {
             return self.err("Unexpected token '{', expecting argument");
         }
-        self.err(format!(
-            "Wrong argument count or unexpected line ending after '{}'",
-            self.val()
-        ))
+        self.err(format!("Wrong argument count or unexpected line ending after '{}'", self.val()))
     }
 
     /// `Syntax error: Unexpected token 'X', expecting 'EXPECTED'` at the current token.
@@ -187,11 +173,7 @@ impl Dispenser {
         CorefileError::at(
             ErrorKind::Syntax,
             &self.current_or_last(),
-            format!(
-                "Unexpected token '{}', expecting '{}'",
-                self.val(),
-                expected
-            ),
+            format!("Unexpected token '{}', expecting '{}'", self.val(), expected),
         )
     }
 
@@ -228,10 +210,7 @@ mod tests {
         }
         assert_eq!(
             seen,
-            vec![
-                ("success".to_string(), vec!["10".to_string()]),
-                ("denial".to_string(), vec!["5".into(), "1".into()])
-            ]
+            vec![("success".to_string(), vec!["10".to_string()]), ("denial".to_string(), vec!["5".into(), "1".into()])]
         );
         assert!(!d.next());
     }
@@ -240,9 +219,6 @@ mod tests {
     fn arg_err_wording() {
         let mut d = Dispenser::from_text("errors a b");
         d.next();
-        assert_eq!(
-            d.arg_err().message,
-            "Wrong argument count or unexpected line ending after 'errors'"
-        );
+        assert_eq!(d.arg_err().message, "Wrong argument count or unexpected line ending after 'errors'");
     }
 }

@@ -60,22 +60,8 @@ impl CorefileError {
     }
 
     /// An error with a file and line but no token (e.g. unexpected end of file).
-    pub fn at_pos(
-        kind: ErrorKind,
-        file: Arc<str>,
-        line: u32,
-        col: u32,
-        message: impl Into<String>,
-    ) -> Self {
-        CorefileError {
-            kind,
-            plugin: None,
-            message: message.into(),
-            file,
-            line,
-            col,
-            token: String::new(),
-        }
+    pub fn at_pos(kind: ErrorKind, file: Arc<str>, line: u32, col: u32, message: impl Into<String>) -> Self {
+        CorefileError { kind, plugin: None, message: message.into(), file, line, col, token: String::new() }
     }
 
     /// An error without a position.
@@ -102,20 +88,10 @@ impl CorefileError {
     /// The message as CoreDNS prints it, e.g.
     /// `plugin/forward: Corefile:3 - Error during parsing: unknown property 'x'`.
     pub fn coredns_message(&self) -> String {
-        let prefix = self
-            .plugin
-            .as_ref()
-            .map(|p| format!("plugin/{p}: "))
-            .unwrap_or_default();
+        let prefix = self.plugin.as_ref().map(|p| format!("plugin/{p}: ")).unwrap_or_default();
         match self.kind {
-            ErrorKind::Parse => format!(
-                "{prefix}{}:{} - Error during parsing: {}",
-                self.file, self.line, self.message
-            ),
-            ErrorKind::Syntax => format!(
-                "{prefix}{}:{} - Syntax error: {}",
-                self.file, self.line, self.message
-            ),
+            ErrorKind::Parse => format!("{prefix}{}:{} - Error during parsing: {}", self.file, self.line, self.message),
+            ErrorKind::Syntax => format!("{prefix}{}:{} - Syntax error: {}", self.file, self.line, self.message),
             ErrorKind::Plain => format!("{prefix}{}", self.message),
         }
     }
@@ -124,16 +100,9 @@ impl CorefileError {
     /// token, and CoreDNS's own wording. `source` is the text of `self.file`, when available.
     pub fn render(&self, source: Option<&str>) -> String {
         let mut out = String::new();
-        let prefix = self
-            .plugin
-            .as_ref()
-            .map(|p| format!("plugin/{p}: "))
-            .unwrap_or_default();
+        let prefix = self.plugin.as_ref().map(|p| format!("plugin/{p}: ")).unwrap_or_default();
         if self.line > 0 {
-            out.push_str(&format!(
-                "{}:{}:{}: {prefix}{}",
-                self.file, self.line, self.col, self.message
-            ));
+            out.push_str(&format!("{}:{}:{}: {prefix}{}", self.file, self.line, self.col, self.message));
         } else {
             out.push_str(&format!("{prefix}{}", self.message));
         }
@@ -142,32 +111,14 @@ impl CorefileError {
         }
         out.push('\n');
         if let Some(src) = source {
-            if let Some(text) = src
-                .lines()
-                .nth(self.line.saturating_sub(1) as usize)
-                .filter(|_| self.line > 0)
-            {
+            if let Some(text) = src.lines().nth(self.line.saturating_sub(1) as usize).filter(|_| self.line > 0) {
                 let text = text.trim_end_matches('\r');
                 let gutter = self.line.to_string();
-                out.push_str(&format!(
-                    "{} |\n{} | {}\n",
-                    " ".repeat(gutter.len()),
-                    gutter,
-                    text
-                ));
+                out.push_str(&format!("{} |\n{} | {}\n", " ".repeat(gutter.len()), gutter, text));
                 let col = self.col.max(1) as usize - 1;
-                let pad: String = text
-                    .chars()
-                    .take(col)
-                    .map(|c| if c == '\t' { '\t' } else { ' ' })
-                    .collect();
+                let pad: String = text.chars().take(col).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
                 let width = self.token.chars().count().clamp(1, 80);
-                out.push_str(&format!(
-                    "{} | {}{}\n",
-                    " ".repeat(gutter.len()),
-                    pad,
-                    "^".repeat(width)
-                ));
+                out.push_str(&format!("{} | {}{}\n", " ".repeat(gutter.len()), pad, "^".repeat(width)));
             }
         }
         out.push_str(&format!("  = coredns: {}\n", self.coredns_message()));
@@ -177,17 +128,9 @@ impl CorefileError {
 
 impl fmt::Display for CorefileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let prefix = self
-            .plugin
-            .as_ref()
-            .map(|p| format!("plugin/{p}: "))
-            .unwrap_or_default();
+        let prefix = self.plugin.as_ref().map(|p| format!("plugin/{p}: ")).unwrap_or_default();
         if self.line > 0 {
-            write!(
-                f,
-                "{}:{}:{}: {prefix}{}",
-                self.file, self.line, self.col, self.message
-            )
+            write!(f, "{}:{}:{}: {prefix}{}", self.file, self.line, self.col, self.message)
         } else {
             write!(f, "{prefix}{}", self.message)
         }

@@ -22,13 +22,7 @@ impl Token {
     pub fn new(text: impl Into<String>, file: Arc<str>, line: u32, col: u32) -> Token {
         let text = text.into();
         let newlines = text.matches('\n').count() as u32;
-        Token {
-            text,
-            file,
-            line,
-            col,
-            newlines,
-        }
+        Token { text, file, line, col, newlines }
     }
 
     /// True when `next` starts a new line relative to this token (CoreDNS's rule: a later line

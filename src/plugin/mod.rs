@@ -56,13 +56,7 @@ impl<'a> Next<'a> {
         'a: 'b,
     {
         match self.chain.get(self.index) {
-            Some(p) => p.serve(
-                req,
-                Next {
-                    chain: self.chain,
-                    index: self.index + 1,
-                },
-            ),
+            Some(p) => p.serve(req, Next { chain: self.chain, index: self.index + 1 }),
             None => Box::pin(std::future::ready(Outcome::unwritten(
                 ResponseCode::ServFail,
                 Some("no next plugin found".to_string()),
@@ -72,10 +66,7 @@ impl<'a> Next<'a> {
 
     /// An owned handle to the same position, for background work (prefetch, stale refresh).
     pub fn to_owned(&self) -> OwnedNext {
-        OwnedNext {
-            chain: self.chain.clone(),
-            index: self.index,
-        }
+        OwnedNext { chain: self.chain.clone(), index: self.index }
     }
 }
 
@@ -89,12 +80,7 @@ pub struct OwnedNext {
 impl OwnedNext {
     /// Runs the remaining chain on `req`.
     pub async fn serve(&self, req: &mut Request) -> Outcome {
-        Next {
-            chain: &self.chain,
-            index: self.index,
-        }
-        .serve(req)
-        .await
+        Next { chain: &self.chain, index: self.index }.serve(req).await
     }
 }
 
@@ -147,11 +133,7 @@ pub struct Carryover {
 
 impl Carryover {
     /// Returns the value stored under `key` if it has type `T`, else stores `make()`.
-    pub fn get_or_insert<T: Any + Send + Sync>(
-        &self,
-        key: &str,
-        make: impl FnOnce() -> T,
-    ) -> Arc<T> {
+    pub fn get_or_insert<T: Any + Send + Sync>(&self, key: &str, make: impl FnOnce() -> T) -> Arc<T> {
         let mut items = self.items.lock();
         if let Some((_, v)) = items.iter().find(|(k, _)| k == key) {
             if let Ok(t) = v.clone().downcast::<T>() {

@@ -123,11 +123,7 @@ impl Request {
 
     /// Looks up a metadata entry.
     pub fn get_metadata(&self, key: &str) -> Option<&str> {
-        self.metadata
-            .iter()
-            .rev()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.as_str())
+        self.metadata.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
     }
 }
 
@@ -186,21 +182,11 @@ impl Outcome {
     /// A written reply.
     pub fn written(plugin: &'static str, reply: Reply) -> Outcome {
         let rcode = ResponseCode::from(0, reply.rcode() as u8);
-        Outcome {
-            rcode,
-            reply: Some(reply),
-            error: None,
-            plugin,
-        }
+        Outcome { rcode, reply: Some(reply), error: None, plugin }
     }
 
     /// Nothing written; the server answers `rcode` if it is an error rcode.
     pub fn unwritten(rcode: ResponseCode, error: Option<String>) -> Outcome {
-        Outcome {
-            rcode,
-            reply: None,
-            error,
-            plugin: "",
-        }
+        Outcome { rcode, reply: None, error, plugin: "" }
     }
 }

@@ -23,10 +23,7 @@ impl PluginConfig for Config {
 }
 
 /// Parses every `cache` occurrence in a block.
-pub fn parse(
-    d: &mut Dispenser,
-    _ctx: &SetupContext,
-) -> Result<Box<dyn PluginConfig>, CorefileError> {
+pub fn parse(d: &mut Dispenser, _ctx: &SetupContext) -> Result<Box<dyn PluginConfig>, CorefileError> {
     while d.next() {}
     Ok(Box::new(Config {}))
 }

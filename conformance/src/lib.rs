@@ -1,0 +1,1 @@
+//! Conformance cases: format, fixtures (authoritative upstreams), runner.
