@@ -32,6 +32,7 @@ impl Dispenser {
     }
 
     /// Advances to the next token, on any line. False at the end.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> bool {
         if self.cursor < self.tokens.len() as isize - 1 {
             self.cursor += 1;
