@@ -41,8 +41,7 @@ impl Listeners {
             }
             let mut udps = Vec::new();
             for _ in 0..self.udp_sockets_per_addr {
-                let addr =
-                    udps.first().map(|s: &tokio::net::UdpSocket| s.local_addr().ok()).flatten().unwrap_or(key.addr);
+                let addr = udps.first().and_then(|s: &tokio::net::UdpSocket| s.local_addr().ok()).unwrap_or(key.addr);
                 let s = sockets::udp(addr).map_err(|e| format!("listen udp {}: {e}", key.addr))?;
                 udps.push(s);
             }
