@@ -1,5 +1,7 @@
 //! The `log` plugin: one line per query in CoreDNS's formats.
 
+pub mod format;
+pub mod handler;
 pub mod names;
 pub mod setup;
 #[cfg(test)]
