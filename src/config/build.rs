@@ -421,4 +421,31 @@ mod tests {
         assert_eq!(labels(&p), vec!["dns://:53"]);
         assert_eq!(p.listeners[0].zones, vec![("com.".to_string(), 1)]);
     }
+
+    #[test]
+    fn built_chain_has_handlers_only_for_query_plugins() {
+        let p = plan(&[block(
+            ".:1053",
+            "reload 5s
+bind 127.0.0.1
+errors
+log
+whoami",
+        )])
+        .expect("plan");
+        let ctx = crate::plugin::BuildContext {
+            zones: vec![".".into()],
+            servers: vec!["dns://127.0.0.1:1053".into()],
+            metrics: Arc::new(crate::observe::Metrics::default()),
+            carry: Arc::new(crate::plugin::Carryover::default()),
+        };
+        let built: Vec<(&str, bool)> = p.blocks[0]
+            .plugins
+            .iter()
+            .filter(|c| c.name() != "whoami")
+            .map(|c| (c.name(), c.build(&ctx).map(|h| h.is_some()).unwrap_or(false)))
+            .collect();
+        assert_eq!(built, vec![("reload", false), ("bind", false), ("errors", true), ("log", true)]);
+        assert_eq!(labels(&p), vec!["dns://127.0.0.1:1053"]);
+    }
 }

@@ -29,14 +29,15 @@ impl LogHandler {
     }
 }
 
-/// True when `name` equals `scope` or lies below it (both FQDN, compared case-insensitively).
+/// True when `name` equals `scope` or lies below it. Both are FQDNs; `scope` is already
+/// lower case and `name` is the lower-cased qname.
 fn in_scope(scope: &str, name: &str) -> bool {
-    if scope == "." {
+    if scope == "." || name == scope {
         return true;
     }
-    let scope = scope.to_ascii_lowercase();
-    let name = name.to_ascii_lowercase();
-    name == scope || name.ends_with(&format!(".{scope}"))
+    name.len() > scope.len()
+        && name.ends_with(scope)
+        && name.as_bytes().get(name.len() - scope.len() - 1) == Some(&b'.')
 }
 
 /// What the log line knows about the response, as CoreDNS's recorder sees it.
@@ -256,6 +257,10 @@ pub fn typify(wire_reply: Option<&[u8]>) -> (&'static str, Class) {
 }
 
 fn push_addr(out: &mut String, ip: IpAddr) {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
     match ip {
         IpAddr::V4(v4) => {
             let _ = write!(out, "{v4}");
@@ -341,7 +346,7 @@ impl Plugin for LogHandler {
 
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            let Some(rule) = self.rules.iter().find(|r| in_scope(&r.name_scope, &req.qname_lower)) else {
+            let Some(rule) = self.rules.iter().find(|r| in_scope(&r.scope_lower, &req.qname_lower)) else {
                 return next.serve(req).await;
             };
             let started = Instant::now();
@@ -508,6 +513,23 @@ mod tests {
         let req = request("x.", 1, Proto::Udp, None, "127.0.0.1:1");
         assert_eq!(render(&f, &req, &rec, Instant::now()), "- 0 -");
         assert_eq!(typify(rec.wire.as_deref()), ("OTHERERROR", Class::Error));
+    }
+
+    #[test]
+    fn scope_matching() {
+        assert!(in_scope(".", "example.org."));
+        assert!(in_scope("example.org.", "example.org."));
+        assert!(in_scope("example.org.", "www.example.org."));
+        assert!(!in_scope("example.org.", "badexample.org."));
+        assert!(!in_scope("www.example.org.", "example.org."));
+    }
+
+    #[test]
+    fn v4_mapped_clients_print_as_v4() {
+        let mut out = String::new();
+        push_addr(&mut out, "::ffff:10.1.2.3".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])));
+        push_addr(&mut out, "::1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])));
+        assert_eq!(out, "10.1.2.3[::1]");
     }
 
     #[test]

@@ -59,6 +59,8 @@ impl Class {
 pub struct Rule {
     /// The name scope (FQDN as written); queries at or below it match.
     pub name_scope: String,
+    /// The scope lower-cased, for matching.
+    pub scope_lower: String,
     /// The line format after `{common}`/`{combined}` expansion.
     pub format: String,
     /// The classes logged (`All` when none were given).
@@ -107,6 +109,7 @@ fn fqdn(s: &str) -> String {
 fn rule(scope: &str, format: &str) -> Rule {
     Rule {
         name_scope: fqdn(scope),
+        scope_lower: fqdn(scope).to_lowercase(),
         format: format.to_string(),
         classes: Vec::new(),
         parsed: Arc::new(Format::parse(format)),
