@@ -77,8 +77,20 @@ struct Endpoint {
     state: Arc<RouteState>,
     lameduck: Duration,
     local: SocketAddr,
-    _stop: watch::Sender<bool>,
+    stop: Option<watch::Sender<bool>>,
+    /// Signalled by the accept task once its listener is closed.
+    closed: std::sync::mpsc::Receiver<()>,
     probe: Option<TaskGuard>,
+}
+
+impl Endpoint {
+    /// Stops accepting and waits (briefly) until the listening socket is closed, so the port
+    /// is free when this returns.
+    fn shut(mut self) {
+        self.probe = None;
+        self.stop = None;
+        let _ = self.closed.recv_timeout(Duration::from_secs(2));
+    }
 }
 
 static HUB: Mutex<BTreeMap<String, Endpoint>> = Mutex::new(BTreeMap::new());
@@ -133,7 +145,12 @@ fn merge(desired: Vec<EndpointSpec>) -> BTreeMap<String, EndpointSpec> {
 pub fn apply(desired: Vec<EndpointSpec>) -> Result<(), String> {
     let desired = merge(desired);
     let mut hub = HUB.lock();
-    hub.retain(|addr, _| desired.contains_key(addr));
+    let removed: Vec<String> = hub.keys().filter(|a| !desired.contains_key(*a)).cloned().collect();
+    for addr in removed {
+        if let Some(ep) = hub.remove(&addr) {
+            ep.shut();
+        }
+    }
     let mut errors = Vec::new();
     for (addr, spec) in desired {
         if let Some(ep) = hub.get_mut(&addr) {
@@ -175,6 +192,7 @@ fn start(spec: &EndpointSpec) -> Result<Endpoint, String> {
     let state = Arc::new(RouteState::default());
     state.set(&spec.routes);
     let (stop_tx, mut stop_rx) = watch::channel(false);
+    let (closed_tx, closed) = std::sync::mpsc::channel();
     let conn_state = state.clone();
     rt.spawn(async move {
         loop {
@@ -188,9 +206,19 @@ fn start(spec: &EndpointSpec) -> Result<Endpoint, String> {
                 _ = stop_rx.changed() => break,
             }
         }
+        drop(listener);
+        let _ = closed_tx.send(());
     });
     let probe = if spec.routes.contains(&Route::Health) { Some(start_probe(&spec.addr, local)?) } else { None };
-    Ok(Endpoint { routes: spec.routes.clone(), state, lameduck: spec.lameduck, local, _stop: stop_tx, probe })
+    Ok(Endpoint {
+        routes: spec.routes.clone(),
+        state,
+        lameduck: spec.lameduck,
+        local,
+        stop: Some(stop_tx),
+        closed,
+        probe,
+    })
 }
 
 fn start_probe(addr: &str, local: SocketAddr) -> Result<TaskGuard, String> {
@@ -209,7 +237,10 @@ pub fn running() -> Vec<String> {
 
 /// Stops every endpoint.
 pub fn stop_all() {
-    HUB.lock().clear();
+    let all = std::mem::take(&mut *HUB.lock());
+    for ep in all.into_values() {
+        ep.shut();
+    }
 }
 
 /// The longest `lameduck` of the running health endpoints (zero if none).
