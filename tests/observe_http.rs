@@ -151,6 +151,41 @@ fn apply_keeps_unchanged_endpoints_and_swaps_others() {
 }
 
 #[test]
+fn groups_are_reconciled_independently() {
+    let _g = serial();
+    let own = format!("127.0.0.1:{}", free_port());
+    let corefile = format!("127.0.0.1:{}", free_port());
+    http::apply_group("node-cache", vec![EndpointSpec::metrics(&own)]).unwrap();
+    http::apply(vec![EndpointSpec::health(&corefile, Duration::ZERO)]).unwrap();
+    let mut running = http::running();
+    running.sort();
+    let mut want = vec![own.clone(), corefile.clone()];
+    want.sort();
+    assert_eq!(running, want);
+    // A Corefile reload without HTTP plugins leaves node-cache's listener alone.
+    http::apply(vec![]).unwrap();
+    assert_eq!(http::running(), vec![own.clone()]);
+    assert_eq!(get(http::local_addr(&own).unwrap(), "/metrics").status, 200);
+    http::apply_group("node-cache", vec![]).unwrap();
+    assert_eq!(http::running(), Vec::<String>::new());
+}
+
+#[test]
+fn endpoints_follow_plugin_configs() {
+    let ctx = SetupContext { zones: vec![".".to_string()], ports: vec![53] };
+    let parse = |text: &str, f: nodecache::config::registry::SetupFn| {
+        let mut d = nodecache::corefile::Dispenser::from_text(text);
+        http::endpoint_for(f(&mut d, &ctx).unwrap().as_ref())
+    };
+    assert_eq!(
+        parse("health 127.0.0.1:8080 {\n lameduck 2s\n}", nodecache::plugin::health::setup::parse),
+        Some(EndpointSpec::health("127.0.0.1:8080", Duration::from_secs(2)))
+    );
+    assert_eq!(parse("ready", nodecache::plugin::ready::setup::parse), Some(EndpointSpec::ready(":8181")));
+    assert_eq!(parse("prometheus :9253", prometheus::setup::parse), Some(EndpointSpec::metrics(":9253")));
+}
+
+#[test]
 fn apply_reports_bind_failures_in_go_words() {
     let _g = serial();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -161,6 +196,9 @@ fn apply_reports_bind_failures_in_go_words() {
     assert_eq!(http::running(), Vec::<String>::new());
     let err = http::apply(vec![EndpointSpec::health("bla:a", Duration::ZERO)]).unwrap_err();
     assert_eq!(err, "listen tcp: lookup tcp/a: unknown port");
+    // Another owner's apply does not report the Corefile's failing endpoint.
+    http::apply_group("other", vec![]).unwrap();
+    http::apply(vec![]).unwrap();
 }
 
 fn observation(proto: Proto, qtype: u16, rcode: u16, plugin: &'static str) -> Observation {

@@ -139,10 +139,38 @@ fn merge(desired: Vec<EndpointSpec>) -> BTreeMap<String, EndpointSpec> {
     out
 }
 
-/// Makes the running endpoints exactly `desired`. Endpoints that cannot start are skipped and
-/// reported in the error (`listen tcp :8080: bind: address already in use`); the others are
-/// still applied.
+/// Desired endpoints per owner (the Corefile's plugins; node-cache's own metrics listener).
+static GROUPS: Mutex<BTreeMap<String, Vec<EndpointSpec>>> = Mutex::new(BTreeMap::new());
+
+/// The owner name [`apply`] uses: the endpoints of the Corefile's `health`, `ready` and
+/// `prometheus` lines.
+pub const COREFILE_GROUP: &str = "corefile";
+
+/// Makes the Corefile's endpoints exactly `desired` (other owners' endpoints are untouched).
+/// Endpoints that cannot start are skipped and reported in the error
+/// (`listen tcp :8080: bind: address already in use`); the others are still applied.
 pub fn apply(desired: Vec<EndpointSpec>) -> Result<(), String> {
+    apply_group(COREFILE_GROUP, desired)
+}
+
+/// Sets the endpoints wanted by `group` (e.g. `node-cache` for `-metrics-listen-address`) and
+/// reconciles the running set with the union over all groups.
+pub fn apply_group(group: &str, desired: Vec<EndpointSpec>) -> Result<(), String> {
+    let mut groups = GROUPS.lock();
+    let own: Vec<String> = desired.iter().map(|s| s.addr.clone()).collect();
+    groups.insert(group.to_string(), desired);
+    let all: Vec<EndpointSpec> = groups.values().flatten().cloned().collect();
+    let errors: Vec<String> =
+        reconcile(all).into_iter().filter(|(addr, _)| own.contains(addr)).map(|(_, e)| e).collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// Starts, updates and stops endpoints; returns (address, error) for those that failed.
+fn reconcile(desired: Vec<EndpointSpec>) -> Vec<(String, String)> {
     let desired = merge(desired);
     let mut hub = HUB.lock();
     let removed: Vec<String> = hub.keys().filter(|a| !desired.contains_key(*a)).cloned().collect();
@@ -171,14 +199,10 @@ pub fn apply(desired: Vec<EndpointSpec>) -> Result<(), String> {
             Ok(ep) => {
                 hub.insert(addr, ep);
             }
-            Err(e) => errors.push(e),
+            Err(e) => errors.push((addr, e)),
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("; "))
-    }
+    errors
 }
 
 fn start(spec: &EndpointSpec) -> Result<Endpoint, String> {
@@ -237,6 +261,7 @@ pub fn running() -> Vec<String> {
 
 /// Stops every endpoint.
 pub fn stop_all() {
+    GROUPS.lock().clear();
     let all = std::mem::take(&mut *HUB.lock());
     for ep in all.into_values() {
         ep.shut();
@@ -256,4 +281,25 @@ pub async fn lameduck() {
         tracing::info!(target: "plugin/health", "Going into lameduck mode for {}", godur::format(d));
         tokio::time::sleep(d).await;
     }
+}
+
+/// SIGTERM's shutdown callbacks for the HTTP plugins: `/ready` starts answering
+/// `Shutting down`, then the health lameduck wait (DNS and `/health` keep serving meanwhile).
+/// Call [`stop_all`] once the DNS servers are stopped.
+pub async fn final_shutdown() {
+    crate::observe::readiness::set_shutting_down();
+    lameduck().await;
+}
+
+/// The endpoint a `health`, `ready` or `prometheus` configuration asks for (None for other
+/// plugins). Collect these over every block and pass them to [`apply`].
+pub fn endpoint_for(cfg: &dyn crate::plugin::PluginConfig) -> Option<EndpointSpec> {
+    let any = cfg.as_any();
+    if let Some(c) = any.downcast_ref::<crate::plugin::health::setup::Config>() {
+        return Some(c.endpoint());
+    }
+    if let Some(c) = any.downcast_ref::<crate::plugin::ready::setup::Config>() {
+        return Some(c.endpoint());
+    }
+    any.downcast_ref::<crate::plugin::prometheus::setup::Config>().map(|c| c.endpoint())
 }
