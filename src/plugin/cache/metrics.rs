@@ -1,0 +1,169 @@
+//! The cache's Prometheus metrics (CoreDNS names and labels), with handles resolved once per
+//! (server, zones, view).
+
+use std::sync::{Arc, LazyLock};
+
+use parking_lot::RwLock;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+/// Labels `server`, `zones`, `view`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Labels {
+    /// Listener label, e.g. `dns://:53`.
+    pub server: String,
+    /// The cache's zones joined with `,`.
+    pub zones: String,
+    /// View name (empty without views).
+    pub view: String,
+}
+
+/// Labels `server`, `type`, `zones`, `view`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypedLabels {
+    /// Listener label.
+    pub server: String,
+    /// `success` or `denial`.
+    pub r#type: String,
+    /// The cache's zones joined with `,`.
+    pub zones: String,
+    /// View name.
+    pub view: String,
+}
+
+/// The metric families, registered once in the process-wide registry.
+pub struct Families {
+    entries: Family<TypedLabels, Gauge>,
+    requests: Family<Labels, Counter>,
+    hits: Family<TypedLabels, Counter>,
+    misses: Family<Labels, Counter>,
+    prefetch: Family<Labels, Counter>,
+    drops: Family<Labels, Counter>,
+    served_stale: Family<Labels, Counter>,
+    evictions: Family<TypedLabels, Counter>,
+}
+
+/// The process-wide cache metric families.
+pub static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
+    let f = Families {
+        entries: Family::default(),
+        requests: Family::default(),
+        hits: Family::default(),
+        misses: Family::default(),
+        prefetch: Family::default(),
+        drops: Family::default(),
+        served_stale: Family::default(),
+        evictions: Family::default(),
+    };
+    use crate::observe::register;
+    register("coredns_cache_entries", "The number of elements in the cache.", f.entries.clone());
+    register("coredns_cache_requests", "The count of cache requests.", f.requests.clone());
+    register("coredns_cache_hits", "The count of cache hits.", f.hits.clone());
+    register(
+        "coredns_cache_misses",
+        "The count of cache misses. Deprecated, derive misses from cache hits/requests counters.",
+        f.misses.clone(),
+    );
+    register(
+        "coredns_cache_prefetch",
+        "The number of times the cache has prefetched a cached item.",
+        f.prefetch.clone(),
+    );
+    register(
+        "coredns_cache_drops",
+        "The number responses that are not cached, because the reply is malformed.",
+        f.drops.clone(),
+    );
+    register(
+        "coredns_cache_served_stale",
+        "The number of requests served from stale cache entries.",
+        f.served_stale.clone(),
+    );
+    register("coredns_cache_evictions", "The count of cache evictions.", f.evictions.clone());
+    f
+});
+
+/// Pre-resolved metric handles for one (server, zones, view).
+#[derive(Clone, Debug)]
+pub struct Handles {
+    /// `coredns_cache_entries{type="success"}`.
+    pub entries_success: Gauge,
+    /// `coredns_cache_entries{type="denial"}`.
+    pub entries_denial: Gauge,
+    /// `coredns_cache_requests_total`.
+    pub requests: Counter,
+    /// `coredns_cache_hits_total{type="success"}`.
+    pub hits_success: Counter,
+    /// `coredns_cache_hits_total{type="denial"}`.
+    pub hits_denial: Counter,
+    /// `coredns_cache_misses_total`.
+    pub misses: Counter,
+    /// `coredns_cache_prefetch_total`.
+    pub prefetch: Counter,
+    /// `coredns_cache_drops_total`.
+    pub drops: Counter,
+    /// `coredns_cache_served_stale_total`.
+    pub served_stale: Counter,
+    /// `coredns_cache_evictions_total{type="success"}`.
+    pub evictions_success: Counter,
+    /// `coredns_cache_evictions_total{type="denial"}`.
+    pub evictions_denial: Counter,
+}
+
+impl Handles {
+    /// Resolves every handle for these labels.
+    pub fn resolve(server: &str, zones: &str, view: &str) -> Handles {
+        let f = &*FAMILIES;
+        let l = Labels { server: server.to_string(), zones: zones.to_string(), view: view.to_string() };
+        let t = |ty: &str| TypedLabels {
+            server: server.to_string(),
+            r#type: ty.to_string(),
+            zones: zones.to_string(),
+            view: view.to_string(),
+        };
+        Handles {
+            entries_success: f.entries.get_or_create_owned(&t("success")),
+            entries_denial: f.entries.get_or_create_owned(&t("denial")),
+            requests: f.requests.get_or_create_owned(&l),
+            hits_success: f.hits.get_or_create_owned(&t("success")),
+            hits_denial: f.hits.get_or_create_owned(&t("denial")),
+            misses: f.misses.get_or_create_owned(&l),
+            prefetch: f.prefetch.get_or_create_owned(&l),
+            drops: f.drops.get_or_create_owned(&l),
+            served_stale: f.served_stale.get_or_create_owned(&l),
+            evictions_success: f.evictions.get_or_create_owned(&t("success")),
+            evictions_denial: f.evictions.get_or_create_owned(&t("denial")),
+        }
+    }
+}
+
+/// Handles per server label, resolved on first use and memoized (a handful of servers).
+#[derive(Debug)]
+pub struct PerServer {
+    zones: String,
+    view: String,
+    by_server: RwLock<Vec<(Arc<str>, Arc<Handles>)>>,
+}
+
+impl PerServer {
+    /// An empty memo for a cache with these zone and view labels.
+    pub fn new(zones: String, view: String) -> PerServer {
+        PerServer { zones, view, by_server: RwLock::new(Vec::new()) }
+    }
+
+    /// Handles for `server`, resolving them the first time.
+    pub fn get(&self, server: &str) -> Arc<Handles> {
+        if let Some((_, h)) = self.by_server.read().iter().find(|(s, _)| &**s == server) {
+            return h.clone();
+        }
+        let mut w = self.by_server.write();
+        if let Some((_, h)) = w.iter().find(|(s, _)| &**s == server) {
+            return h.clone();
+        }
+        let h = Arc::new(Handles::resolve(server, &self.zones, &self.view));
+        w.push((Arc::from(server), h.clone()));
+        h
+    }
+}
