@@ -587,3 +587,35 @@ async fn capacity_bounds_entries() {
     assert!(rig.cache.stores().success.len() <= 1024);
     assert!(rig.cache.stores().success.len() > 900);
 }
+
+fn metrics_text() -> String {
+    let mut s = String::new();
+    prometheus_client::encoding::text::encode(&mut s, &nodecache::observe::registry().lock()).unwrap();
+    s
+}
+
+fn metric_value(text: &str, prefix: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_requests_hits_misses() {
+    let mut c = cfg();
+    c.zones = vec!["metrics.test.".into()];
+    let rig = Rig::new(c, positive(60));
+    let server = "dns://metrics-test:53";
+    for id in 0..3 {
+        let mut req = query("www.metrics.test.", RecordType::A, id, false);
+        req.server = Arc::from(server);
+        rig.ask(&mut req).await;
+    }
+    let text = metrics_text();
+    let labels = format!("{{server=\"{server}\",zones=\"metrics.test.\",view=\"\"}}");
+    let typed = |t: &str| format!("{{server=\"{server}\",type=\"{t}\",zones=\"metrics.test.\",view=\"\"}}");
+    assert_eq!(metric_value(&text, &format!("coredns_cache_requests_total{labels}")), Some(3.0), "{text}");
+    assert_eq!(metric_value(&text, &format!("coredns_cache_misses_total{labels}")), Some(1.0));
+    assert_eq!(metric_value(&text, &format!("coredns_cache_hits_total{}", typed("success"))), Some(2.0));
+    assert_eq!(metric_value(&text, &format!("coredns_cache_hits_total{}", typed("denial"))), Some(0.0));
+    assert_eq!(metric_value(&text, &format!("coredns_cache_entries{}", typed("success"))), Some(1.0));
+    assert_eq!(metric_value(&text, &format!("coredns_cache_drops_total{labels}")), Some(0.0));
+}

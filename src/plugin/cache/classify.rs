@@ -216,3 +216,144 @@ pub fn minimal_ttl(s: &Scan, t: Kind, max: u32) -> u32 {
 pub fn clamp_ttl(msg_ttl: u32, min_ttl: u32, max_ttl: u32) -> u32 {
     msg_ttl.max(min_ttl).min(max_ttl)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::cache::wire_scan::scan;
+    use pretty_assertions::assert_eq;
+
+    const A: u16 = 1;
+    const NOW: i64 = 1_700_000_000;
+
+    /// One record: type, TTL, RDATA (owner is a pointer to the question name; OPT uses root).
+    type R = (u16, u32, Vec<u8>);
+
+    fn msg(flags: u16, qtype: u16, an: &[R], ns: &[R], ar: &[R]) -> Vec<u8> {
+        let mut b = vec![0x12, 0x34];
+        b.extend_from_slice(&(flags | 0x8000).to_be_bytes());
+        for n in [1, an.len(), ns.len(), ar.len()] {
+            b.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        b.extend_from_slice(&[7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0]);
+        b.extend_from_slice(&qtype.to_be_bytes());
+        b.extend_from_slice(&1u16.to_be_bytes());
+        for (t, ttl, rd) in an.iter().chain(ns).chain(ar) {
+            if *t == rtype::OPT {
+                b.push(0);
+            } else {
+                b.extend_from_slice(&[0xc0, 12]);
+            }
+            b.extend_from_slice(&t.to_be_bytes());
+            b.extend_from_slice(&(if *t == rtype::OPT { 1232u16 } else { 1 }).to_be_bytes());
+            b.extend_from_slice(&ttl.to_be_bytes());
+            b.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+            b.extend_from_slice(rd);
+        }
+        b
+    }
+
+    fn a(ttl: u32) -> R {
+        (A, ttl, vec![192, 0, 2, 1])
+    }
+    fn soa(ttl: u32) -> R {
+        let mut rd = vec![0, 0];
+        rd.extend_from_slice(&[0; 20]);
+        (rtype::SOA, ttl, rd)
+    }
+    fn ns(ttl: u32) -> R {
+        (rtype::NS, ttl, vec![0xc0, 12])
+    }
+    fn opt(do_bit: bool) -> R {
+        (rtype::OPT, if do_bit { 0x8000 } else { 0 }, vec![])
+    }
+    fn rrsig(inception: u32, expiration: u32) -> R {
+        let mut rd = vec![0, 1, 8, 2, 0, 0, 0, 60];
+        rd.extend_from_slice(&expiration.to_be_bytes());
+        rd.extend_from_slice(&inception.to_be_bytes());
+        rd.extend_from_slice(&[0, 1, 0]);
+        (rtype::RRSIG, 60, rd)
+    }
+
+    fn kind(b: &[u8]) -> Kind {
+        let s = scan(b).expect("test message scans");
+        typify(b, &s, NOW)
+    }
+
+    #[test]
+    fn typify_table() {
+        let rc = |r: u16| r;
+        assert_eq!(kind(&msg(5 << 11, A, &[], &[], &[])), Kind::Update);
+        assert_eq!(kind(&msg(4 << 11, A, &[a(60)], &[], &[])), Kind::Meta);
+        assert_eq!(kind(&msg(0, rtype::AXFR, &[a(60)], &[], &[])), Kind::Meta);
+        assert_eq!(kind(&msg(0, rtype::IXFR, &[], &[], &[])), Kind::Meta);
+        let expired = rrsig(NOW as u32 - 1000, NOW as u32 - 10);
+        assert_eq!(kind(&msg(0, A, &[a(60), expired.clone()], &[], &[opt(true)])), Kind::OtherError);
+        assert_eq!(kind(&msg(0, A, &[a(60), expired], &[], &[opt(false)])), Kind::NoError, "DO unset");
+        let valid = rrsig(NOW as u32 - 1000, NOW as u32 + 1000);
+        assert_eq!(kind(&msg(0, A, &[a(60), valid], &[], &[opt(true)])), Kind::NoError);
+        assert_eq!(kind(&msg(rc(0), A, &[a(60)], &[], &[])), Kind::NoError);
+        assert_eq!(kind(&msg(rc(3), A, &[a(60)], &[], &[])), Kind::OtherError);
+        assert_eq!(kind(&msg(rc(0), A, &[], &[soa(60)], &[])), Kind::NoData);
+        assert_eq!(kind(&msg(rc(3), A, &[], &[soa(60)], &[])), Kind::NameError);
+        assert_eq!(kind(&msg(rc(3), A, &[], &[], &[])), Kind::NameError);
+        assert_eq!(kind(&msg(rc(2), A, &[], &[], &[])), Kind::ServerError);
+        assert_eq!(kind(&msg(rc(4), A, &[], &[], &[])), Kind::ServerError);
+        assert_eq!(kind(&msg(rc(0), A, &[], &[ns(60)], &[])), Kind::Delegation);
+        assert_eq!(kind(&msg(rc(0), A, &[], &[], &[])), Kind::NoError);
+        assert_eq!(kind(&msg(rc(5), A, &[], &[], &[])), Kind::OtherError);
+        // An extended rcode in OPT (BADVERS = 16) is not NOERROR.
+        let badvers = msg(0, A, &[], &[], &[(rtype::OPT, 1 << 24, vec![])]);
+        assert_eq!(kind(&badvers), Kind::OtherError);
+        assert_eq!(scan(&badvers).unwrap().rcode(), 16);
+    }
+
+    #[test]
+    fn storable_rules() {
+        let check = |b: Vec<u8>| {
+            let s = scan(&b).unwrap();
+            let t = cache_type(&b, &s, NOW);
+            (t, storable(&b, &s, t))
+        };
+        assert_eq!(check(msg(0x0200, A, &[a(60)], &[], &[])), (Kind::NoError, false), "TC");
+        assert_eq!(check(msg(3, A, &[], &[], &[])), (Kind::NameError, false), "NXDOMAIN without SOA");
+        assert_eq!(check(msg(3, A, &[], &[soa(60)], &[])), (Kind::NameError, true));
+        assert_eq!(check(msg(2, A, &[], &[], &[])), (Kind::ServerError, true));
+        // An answer whose records are of another type: without SOA not stored, with SOA NoData.
+        let other = (rtype::NS, 60, vec![0xc0, 12]);
+        assert_eq!(check(msg(0, A, &[other.clone()], &[], &[])), (Kind::NoError, false));
+        assert_eq!(check(msg(0, A, &[other], &[soa(60)], &[])), (Kind::NoData, true));
+        assert_eq!(check(msg(0, A, &[], &[], &[])), (Kind::NoError, true), "empty NOERROR");
+        assert_eq!(check(msg(0, A, &[], &[ns(60)], &[])), (Kind::Delegation, true));
+        assert_eq!(check(msg(5, A, &[], &[], &[])), (Kind::OtherError, false));
+    }
+
+    #[test]
+    fn minimal_ttl_rules() {
+        let ttl = |b: Vec<u8>, max: u32| {
+            let s = scan(&b).unwrap();
+            let t = cache_type(&b, &s, NOW);
+            minimal_ttl(&s, t, max)
+        };
+        assert_eq!(ttl(msg(0, A, &[], &[], &[]), 3600), 5, "no records");
+        assert_eq!(ttl(msg(0, A, &[], &[], &[opt(false)]), 3600), 5, "only OPT");
+        assert_eq!(ttl(msg(0, A, &[a(300)], &[soa(120)], &[a(900), (rtype::OPT, 7, vec![])]), 3600), 120);
+        assert_eq!(ttl(msg(0, A, &[a(7200)], &[], &[]), 3600), 3600, "capped at the maximum");
+        assert_eq!(ttl(msg(0, A, &[], &[ns(7200)], &[]), 3600), 5, "delegations use the 5s default");
+        assert_eq!(ttl(msg(3, A, &[], &[soa(60)], &[]), 1800), 60);
+        assert_eq!(clamp_ttl(3601, 5, 3600), 3600);
+        assert_eq!(clamp_ttl(1, 5, 3600), 5);
+        assert_eq!(clamp_ttl(0, 0, 3600), 0);
+        assert_eq!(clamp_ttl(60, 5, 5), 5);
+    }
+
+    #[test]
+    fn rrsig_serial_arithmetic() {
+        assert!(rrsig_valid(100, 200, 150));
+        assert!(!rrsig_valid(100, 200, 201));
+        assert!(!rrsig_valid(100, 200, 99));
+        // Times are taken modulo 2^32 toward now, as Go's ValidityPeriod does.
+        let now = u32::MAX as i64 + 1000;
+        assert!(!rrsig_valid(100, 200, now));
+    }
+}

@@ -95,17 +95,16 @@ fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-/// True when `name` (lower case, FQDN) equals `zone` or is below it.
+/// True when `name` (FQDN) equals `zone` or is below it, ignoring ASCII case.
 fn is_subdomain(zone: &str, name: &str) -> bool {
-    if zone == "." {
+    let (z, n) = (zone.as_bytes(), name.as_bytes());
+    if z == b"." {
         return true;
     }
-    if name.len() == zone.len() {
-        return name.eq_ignore_ascii_case(zone);
+    if n.len() == z.len() {
+        return n.eq_ignore_ascii_case(z);
     }
-    name.len() > zone.len()
-        && name.as_bytes()[name.len() - zone.len() - 1] == b'.'
-        && name[name.len() - zone.len()..].eq_ignore_ascii_case(zone)
+    n.len() > z.len() && n[n.len() - z.len() - 1] == b'.' && n[n.len() - z.len()..].eq_ignore_ascii_case(z)
 }
 
 fn zones_match(zones: &[String], name: &str) -> bool {
@@ -686,5 +685,64 @@ impl Plugin for Cache {
 
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Outcome> {
         Box::pin(async move { self.inner.serve(req, next).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn subdomain_matching() {
+        assert!(is_subdomain(".", "anything.example."));
+        assert!(is_subdomain("example.org.", "example.org."));
+        assert!(is_subdomain("example.org.", "WWW.Example.ORG."));
+        assert!(!is_subdomain("example.org.", "badexample.org."));
+        assert!(!is_subdomain("example.org.", "org."));
+        assert!(!is_subdomain("example.org.", "é.xample.org."));
+    }
+
+    /// A stored entry for `example.` A with one record, TTL 60, AD and RA set, rcode NOERROR.
+    fn entry(now: Instant) -> Entry {
+        let mut w = vec![0, 0, 0x81, 0xa0, 0, 1, 0, 1, 0, 0, 0, 0];
+        w.extend_from_slice(&[7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0, 0, 1, 0, 1]);
+        w.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+        let ttl_off = 12 + 13 + 6;
+        Entry::new(w, vec![ttl_off as u16], 21, 1, 1, Kind::NoError, true, 60, now)
+    }
+
+    fn query(id: u16, flags: u16, name: &[u8]) -> Vec<u8> {
+        let mut q = id.to_be_bytes().to_vec();
+        q.extend_from_slice(&flags.to_be_bytes());
+        q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+        q.extend_from_slice(name);
+        q.extend_from_slice(&[0, 1, 0, 1]);
+        q
+    }
+
+    #[test]
+    fn hit_reply_patches_header_ttl_and_question() {
+        let e = entry(Instant::now());
+        let name = [7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0];
+        // RD + CD set, no AD, no DO: AD is cleared, RD/CD echoed, AA set.
+        let q = query(0xabcd, bits::RD | bits::CD, &name);
+        let out = hit_reply(&e, &q, &name, 42, false, false).unwrap();
+        assert_eq!(wire::id(&out), Some(0xabcd));
+        assert_eq!(wire::flags(&out), bits::QR | bits::AA | bits::RD | bits::CD | bits::RA);
+        assert_eq!(&out[31..35], &42u32.to_be_bytes());
+        assert_eq!(out.len(), e.wire.len());
+        // With DO the stored AD is kept.
+        let out = hit_reply(&e, &q, &name, 42, true, false).unwrap();
+        assert_eq!(wire::flags(&out) & bits::AD, bits::AD);
+        // Another spelling: the question takes the client's case, the record keeps the stored one.
+        let upper = [7, b'E', b'X', b'a', b'm', b'p', b'l', b'E', 0];
+        let q = query(7, bits::RD, &upper);
+        let out = hit_reply(&e, &q, &upper, 10, false, false).unwrap();
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(m.queries[0].name.to_ascii(), "EXamplE.");
+        assert_eq!(m.answers[0].name.to_ascii(), "example.");
+        assert_eq!(m.answers[0].ttl, 10);
+        assert!(m.metadata.authoritative);
     }
 }

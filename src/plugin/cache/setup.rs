@@ -89,6 +89,12 @@ impl Config {
         }
     }
 
+    /// Builds the typed handler (what [`PluginConfig::build`] returns as `dyn Plugin`), for a
+    /// server that keeps the concrete type to call [`super::Cache::lookup_wire`].
+    pub fn build_cache(&self, ctx: &BuildContext) -> Arc<super::Cache> {
+        Arc::new(super::handler::Cache::build(self.clone(), ctx))
+    }
+
     /// The `zones` metric label: the zones joined with `,`.
     pub fn zones_label(&self) -> String {
         self.zones.join(",")
@@ -149,7 +155,7 @@ impl PluginConfig for Config {
     }
 
     fn build(&self, ctx: &BuildContext) -> Result<Option<Arc<dyn Plugin>>, String> {
-        Ok(Some(Arc::new(super::handler::Cache::build(self.clone(), ctx))))
+        Ok(Some(self.build_cache(ctx)))
     }
 
     fn as_any(&self) -> &dyn Any {
