@@ -204,11 +204,11 @@ impl Cache {
         let reply_ttl = if inner.cfg.keepttl { entry.orig_ttl } else { ttl as u32 };
         let out = hit_reply(&entry, query, q.qwire, reply_ttl, q.do_bit, q.ad)?;
         let h = inner.metrics.get(server);
-        h.requests.inc();
+        h.requests().inc();
         if denial {
-            h.hits_denial.inc()
+            h.hits_denial().inc()
         } else {
-            h.hits_success.inc()
+            h.hits_success().inc()
         };
         Some(out)
     }
@@ -354,10 +354,10 @@ impl Inner {
         if storable && !dur.is_zero() {
             if Self::reply_matches(&buf, &s, q) {
                 item = self.set(&buf, &s, q, kind, ttl, h, mode, now);
-                h.entries_success.set(self.stores.success.len() as i64);
-                h.entries_denial.set(self.stores.denial.len() as i64);
+                h.entries_success().set(self.stores.success.len() as i64);
+                h.entries_denial().set(self.stores.denial.len() as i64);
             } else {
-                h.drops.inc();
+                h.drops().inc();
             }
         }
         if !q.do_bit && !q.ad {
@@ -399,7 +399,7 @@ impl Inner {
             }
             let entry = Arc::new(entry);
             if stores.success.add(q.key, entry.clone()) {
-                h.evictions_success.inc();
+                h.evictions_success().inc();
             }
             if (!self.cfg.prefer_positive && mode == Mode::Prefetch) || (self.cfg.prefer_positive && answering) {
                 stores.denial.remove(q.key);
@@ -408,7 +408,7 @@ impl Inner {
         } else {
             let entry = Arc::new(entry);
             if stores.denial.add(q.key, entry.clone()) {
-                h.evictions_denial.inc();
+                h.evictions_denial().inc();
             }
             Some(entry)
         }
@@ -424,16 +424,16 @@ impl Inner {
         };
         let now = self.now();
         let h = self.metrics.get(&req.server);
-        h.requests.inc();
+        h.requests().inc();
         let found = self.lookup(&q, now);
         let Some((entry, denial)) = found else {
-            h.misses.inc();
+            h.misses().inc();
             return self.miss(req, next, &h, now).await;
         };
         if denial {
-            h.hits_denial.inc();
+            h.hits_denial().inc();
         } else {
-            h.hits_success.inc();
+            h.hits_success().inc();
         }
         let ttl = entry.ttl(now);
         let stale = ttl <= 0;
@@ -449,7 +449,7 @@ impl Inner {
             if !self.cfg.verify_stale {
                 self.try_prefetch(req, next.to_owned(), &entry, &h, hit_now, true);
             }
-            h.served_stale.inc();
+            h.served_stale().inc();
         } else if self.should_prefetch(&entry, now) {
             self.try_prefetch(req, next.to_owned(), &entry, &h, now, false);
         }
@@ -608,7 +608,7 @@ impl Inner {
             return;
         };
         rt.spawn(async move {
-            h.prefetch.inc();
+            h.prefetch().inc();
             let mut out = next.serve(&mut bg).await;
             let refreshed = if stale {
                 let ok = me.verify_accepts(&bg, &out, &h, now);

@@ -1,7 +1,7 @@
 //! The cache's Prometheus metrics (CoreDNS names and labels), with handles resolved once per
 //! (server, zones, view).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use parking_lot::RwLock;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -85,38 +85,30 @@ pub static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
     f
 });
 
-/// Pre-resolved metric handles for one (server, zones, view).
-#[derive(Clone, Debug)]
+/// Metric handles for one (server, zones, view). Each series is created in the registry on
+/// first use (as CoreDNS's vectors only show label sets that were touched) and then kept, so
+/// hot paths pay one atomic load.
+#[derive(Debug)]
 pub struct Handles {
-    /// `coredns_cache_entries{type="success"}`.
-    pub entries_success: Gauge,
-    /// `coredns_cache_entries{type="denial"}`.
-    pub entries_denial: Gauge,
-    /// `coredns_cache_requests_total`.
-    pub requests: Counter,
-    /// `coredns_cache_hits_total{type="success"}`.
-    pub hits_success: Counter,
-    /// `coredns_cache_hits_total{type="denial"}`.
-    pub hits_denial: Counter,
-    /// `coredns_cache_misses_total`.
-    pub misses: Counter,
-    /// `coredns_cache_prefetch_total`.
-    pub prefetch: Counter,
-    /// `coredns_cache_drops_total`.
-    pub drops: Counter,
-    /// `coredns_cache_served_stale_total`.
-    pub served_stale: Counter,
-    /// `coredns_cache_evictions_total{type="success"}`.
-    pub evictions_success: Counter,
-    /// `coredns_cache_evictions_total{type="denial"}`.
-    pub evictions_denial: Counter,
+    labels: Labels,
+    success: TypedLabels,
+    denial: TypedLabels,
+    entries_success: OnceLock<Gauge>,
+    entries_denial: OnceLock<Gauge>,
+    requests: OnceLock<Counter>,
+    hits_success: OnceLock<Counter>,
+    hits_denial: OnceLock<Counter>,
+    misses: OnceLock<Counter>,
+    prefetch: OnceLock<Counter>,
+    drops: OnceLock<Counter>,
+    served_stale: OnceLock<Counter>,
+    evictions_success: OnceLock<Counter>,
+    evictions_denial: OnceLock<Counter>,
 }
 
 impl Handles {
-    /// Resolves every handle for these labels.
+    /// Handles for these labels (no series is created yet).
     pub fn resolve(server: &str, zones: &str, view: &str) -> Handles {
-        let f = &*FAMILIES;
-        let l = Labels { server: server.to_string(), zones: zones.to_string(), view: view.to_string() };
         let t = |ty: &str| TypedLabels {
             server: server.to_string(),
             r#type: ty.to_string(),
@@ -124,18 +116,76 @@ impl Handles {
             view: view.to_string(),
         };
         Handles {
-            entries_success: f.entries.get_or_create_owned(&t("success")),
-            entries_denial: f.entries.get_or_create_owned(&t("denial")),
-            requests: f.requests.get_or_create_owned(&l),
-            hits_success: f.hits.get_or_create_owned(&t("success")),
-            hits_denial: f.hits.get_or_create_owned(&t("denial")),
-            misses: f.misses.get_or_create_owned(&l),
-            prefetch: f.prefetch.get_or_create_owned(&l),
-            drops: f.drops.get_or_create_owned(&l),
-            served_stale: f.served_stale.get_or_create_owned(&l),
-            evictions_success: f.evictions.get_or_create_owned(&t("success")),
-            evictions_denial: f.evictions.get_or_create_owned(&t("denial")),
+            labels: Labels { server: server.to_string(), zones: zones.to_string(), view: view.to_string() },
+            success: t("success"),
+            denial: t("denial"),
+            entries_success: OnceLock::new(),
+            entries_denial: OnceLock::new(),
+            requests: OnceLock::new(),
+            hits_success: OnceLock::new(),
+            hits_denial: OnceLock::new(),
+            misses: OnceLock::new(),
+            prefetch: OnceLock::new(),
+            drops: OnceLock::new(),
+            served_stale: OnceLock::new(),
+            evictions_success: OnceLock::new(),
+            evictions_denial: OnceLock::new(),
         }
+    }
+
+    /// `coredns_cache_entries{type="success"}`.
+    pub fn entries_success(&self) -> &Gauge {
+        self.entries_success.get_or_init(|| FAMILIES.entries.get_or_create_owned(&self.success))
+    }
+
+    /// `coredns_cache_entries{type="denial"}`.
+    pub fn entries_denial(&self) -> &Gauge {
+        self.entries_denial.get_or_init(|| FAMILIES.entries.get_or_create_owned(&self.denial))
+    }
+
+    /// `coredns_cache_requests_total`.
+    pub fn requests(&self) -> &Counter {
+        self.requests.get_or_init(|| FAMILIES.requests.get_or_create_owned(&self.labels))
+    }
+
+    /// `coredns_cache_hits_total{type="success"}`.
+    pub fn hits_success(&self) -> &Counter {
+        self.hits_success.get_or_init(|| FAMILIES.hits.get_or_create_owned(&self.success))
+    }
+
+    /// `coredns_cache_hits_total{type="denial"}`.
+    pub fn hits_denial(&self) -> &Counter {
+        self.hits_denial.get_or_init(|| FAMILIES.hits.get_or_create_owned(&self.denial))
+    }
+
+    /// `coredns_cache_misses_total`.
+    pub fn misses(&self) -> &Counter {
+        self.misses.get_or_init(|| FAMILIES.misses.get_or_create_owned(&self.labels))
+    }
+
+    /// `coredns_cache_prefetch_total`.
+    pub fn prefetch(&self) -> &Counter {
+        self.prefetch.get_or_init(|| FAMILIES.prefetch.get_or_create_owned(&self.labels))
+    }
+
+    /// `coredns_cache_drops_total`.
+    pub fn drops(&self) -> &Counter {
+        self.drops.get_or_init(|| FAMILIES.drops.get_or_create_owned(&self.labels))
+    }
+
+    /// `coredns_cache_served_stale_total`.
+    pub fn served_stale(&self) -> &Counter {
+        self.served_stale.get_or_init(|| FAMILIES.served_stale.get_or_create_owned(&self.labels))
+    }
+
+    /// `coredns_cache_evictions_total{type="success"}`.
+    pub fn evictions_success(&self) -> &Counter {
+        self.evictions_success.get_or_init(|| FAMILIES.evictions.get_or_create_owned(&self.success))
+    }
+
+    /// `coredns_cache_evictions_total{type="denial"}`.
+    pub fn evictions_denial(&self) -> &Counter {
+        self.evictions_denial.get_or_init(|| FAMILIES.evictions.get_or_create_owned(&self.denial))
     }
 }
 
