@@ -624,3 +624,36 @@ async fn metrics_count_requests_hits_misses() {
     assert_eq!(metric_value(&text, &format!("coredns_cache_entries{}", typed("denial"))), Some(0.0));
     assert_eq!(metric_value(&text, &format!("coredns_cache_drops_total{labels}")), None);
 }
+
+#[tokio::test]
+async fn serve_stale_policy_prefer_positive() {
+    for prefer in [false, true] {
+        let mut c = cfg();
+        c.stale_up_to = Duration::from_secs(3600);
+        c.prefer_positive = prefer;
+        // First an answer, then NXDOMAIN with SOA from every refresh.
+        let rig = Rig::new(c, |q, n| {
+            let mut m = reply(q);
+            if n == 1 {
+                m.add_answer(a("pp.example.", 60, [192, 0, 2, 1]));
+            } else {
+                m.metadata.response_code = ResponseCode::NXDomain;
+                m.add_authority(soa("example.", 60));
+            }
+            Some(m)
+        });
+        rig.msg("pp.example.", RecordType::A, 1).await;
+        rig.cache.advance_clock(Duration::from_secs(120));
+        let m = rig.msg("pp.example.", RecordType::A, 2).await;
+        assert_eq!(m.answers.len(), 1, "the stale answer is served first");
+        assert_eq!(rig.wait_count(2).await, 2);
+        assert_eq!(rig.cache.stores().denial.len(), 1, "the NXDOMAIN is stored either way");
+        let m = rig.msg("pp.example.", RecordType::A, 3).await;
+        if prefer {
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError, "the positive answer wins");
+            assert_eq!(m.answers.len(), 1);
+        } else {
+            assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "the refresh replaced the answer");
+        }
+    }
+}
