@@ -465,7 +465,7 @@ impl Inner {
         };
         match hit_reply(&entry, &req.wire, q.qwire, reply_ttl, q.do_bit, q.ad) {
             Some(out) => Outcome::written(NAME, Reply::Wire(out)),
-            None => next.serve(req).await,
+            None => self.miss(req, next, &h, now).await,
         }
     }
 

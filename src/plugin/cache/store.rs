@@ -1,5 +1,10 @@
 //! The two answer stores (success, denial): 256 shards each, every shard a bounded LRU map from
 //! key to a stored answer in wire form.
+//!
+//! Sizes follow CoreDNS (`max(capacity / 256, 4)` entries per shard, shard = `key & 255`). When a
+//! new key arrives at a full shard CoreDNS drops an arbitrary entry (Go map order); we drop the
+//! least recently used one instead, which keeps popular answers and is just as bounded. Either
+//! way the eviction is counted.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
