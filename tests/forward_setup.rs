@@ -100,8 +100,7 @@ fn resolv_conf_files() {
 
 #[test]
 fn options_parse() {
-    let s = one(
-        "forward . 127.0.0.1 {
+    let s = one("forward . 127.0.0.1 {
             except miek.nl Example.com
             max_fails 3
             max_connect_attempts 5
@@ -120,8 +119,7 @@ fn options_parse() {
             failover SERVFAIL REFUSED
             source_address ::ffff:192.0.2.1
             doh_method GET
-        }",
-    );
+        }");
     assert_eq!(s.ignored, vec!["miek.nl.", "example.com."]);
     assert_eq!((s.max_fails, s.max_connect_attempts), (3, Some(5)));
     assert_eq!((s.hc_interval, s.hc_domain.as_str(), s.hc_rd), (Duration::from_secs(1), "example.org.", false));
@@ -160,8 +158,14 @@ fn errors_use_coredns_wording() {
     assert_eq!(err(&format!("forward . {}", many.join(" "))), "plugin/forward: more than 15 TOs configured: 16");
     assert!(err("forward .").ends_with("Wrong argument count or unexpected line ending after '.'"));
     assert!(err("forward").ends_with("Wrong argument count or unexpected line ending after 'forward'"));
-    assert_eq!(err("forward . 127.0.0.1 {\nhealth_check no_rec\n}"), "plugin/forward: time: invalid duration \"no_rec\"");
-    assert_eq!(err("forward . 127.0.0.1 {\nhealth_check 0.5s rec\n}"), "plugin/forward: health_check: unknown option rec");
+    assert_eq!(
+        err("forward . 127.0.0.1 {\nhealth_check no_rec\n}"),
+        "plugin/forward: time: invalid duration \"no_rec\""
+    );
+    assert_eq!(
+        err("forward . 127.0.0.1 {\nhealth_check 0.5s rec\n}"),
+        "plugin/forward: health_check: unknown option rec"
+    );
     assert_eq!(
         err("forward . 127.0.0.1 {\nhealth_check 0.5s domain example..org\n}"),
         "plugin/forward: health_check: invalid domain name example..org"
@@ -170,12 +174,18 @@ fn errors_use_coredns_wording() {
         err("forward . 127.0.0.1 {\nmax_concurrent many\n}"),
         "plugin/forward: strconv.Atoi: parsing \"many\": invalid syntax"
     );
-    assert_eq!(err("forward . 127.0.0.1 {\nmax_concurrent -4\n}"), "plugin/forward: max_concurrent can't be negative: -4");
+    assert_eq!(
+        err("forward . 127.0.0.1 {\nmax_concurrent -4\n}"),
+        "plugin/forward: max_concurrent can't be negative: -4"
+    );
     assert_eq!(
         err("forward . 127.0.0.1 {\nmax_connect_attempts -4\n}"),
         "plugin/forward: strconv.ParseUint: parsing \"-4\": invalid syntax"
     );
-    assert_eq!(err("forward . 127.0.0.1 {\nmax_idle_conns -1\n}"), "plugin/forward: max_idle_conns can't be negative: -1");
+    assert_eq!(
+        err("forward . 127.0.0.1 {\nmax_idle_conns -1\n}"),
+        "plugin/forward: max_idle_conns can't be negative: -1"
+    );
     assert_eq!(err("forward . 127.0.0.1 {\nexpire -1s\n}"), "plugin/forward: expire can't be negative: -1s");
     assert_eq!(err("forward . 127.0.0.1 {\nread_timeout 0s\n}"), "plugin/forward: read_timeout must be positive: 0s");
     assert_eq!(
@@ -188,7 +198,8 @@ fn errors_use_coredns_wording() {
         err("forward . 127.0.0.1 {\npolicy fastest\n}"),
         "plugin/forward: Corefile:2 - Error during parsing: unknown policy 'fastest'"
     );
-    assert!(err("forward . 127.0.0.1 {\nforce_tcp yes\n}").ends_with("Wrong argument count or unexpected line ending after 'yes'"));
+    assert!(err("forward . 127.0.0.1 {\nforce_tcp yes\n}")
+        .ends_with("Wrong argument count or unexpected line ending after 'yes'"));
     assert_eq!(
         err("forward . 127.0.0.1 {\nsource_address not-an-ip\n}"),
         "plugin/forward: Corefile:2 - Error during parsing: invalid IP address: not-an-ip"
@@ -197,12 +208,18 @@ fn errors_use_coredns_wording() {
         err("forward . 127.0.0.1 {\nresolver example.com\n}"),
         "plugin/forward: resolver must be an IP address or IP:port: \"example.com\""
     );
-    assert_eq!(err("forward . quic://127.0.0.1"), "plugin/forward: 'quic' is not supported as a destination protocol in forward: quic://127.0.0.1:853");
+    assert_eq!(
+        err("forward . quic://127.0.0.1"),
+        "plugin/forward: 'quic' is not supported as a destination protocol in forward: quic://127.0.0.1:853"
+    );
     assert_eq!(
         err("forward . tls://127.0.0.1%a.example {\ntls_servername b.example\n}"),
         "plugin/forward: both forward ('b.example') and proxy level ('a.example') TLS servernames are set for upstream proxy 'tls://127.0.0.1:853'"
     );
-    assert_eq!(err("forward . 127.0.0.1 {\ndoh_method PUT\n}"), "plugin/forward: doh_method must be either POST or GET");
+    assert_eq!(
+        err("forward . 127.0.0.1 {\ndoh_method PUT\n}"),
+        "plugin/forward: doh_method must be either POST or GET"
+    );
 }
 
 #[test]

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use nodecache::corefile::Dispenser;
+use nodecache::plugin::forward::handler::ForwardChain;
+use nodecache::plugin::forward::setup::Config;
 use nodecache::plugin::{BuildContext, Carryover, Chain, Next, Plugin, PluginConfig, SetupContext};
 use nodecache::server::{ClientEdns, Outcome, Proto, Request};
 use parking_lot::Mutex;
@@ -36,6 +38,8 @@ pub struct Behavior {
     pub wrong_question: bool,
     /// Send a reply with a wrong ID before the real one (UDP).
     pub wrong_id_first: bool,
+    /// Close each TCP connection after one answer.
+    pub close_after_answer: bool,
 }
 
 impl Default for Behavior {
@@ -49,6 +53,7 @@ impl Default for Behavior {
             truncate_udp: false,
             wrong_question: false,
             wrong_id_first: false,
+            close_after_answer: false,
         }
     }
 }
@@ -158,7 +163,7 @@ impl Responder {
                             let a = answer(&q, &beh, false);
                             let mut framed = (a.len() as u16).to_be_bytes().to_vec();
                             framed.extend_from_slice(&a);
-                            if conn.write_all(&framed).await.is_err() {
+                            if conn.write_all(&framed).await.is_err() || beh.close_after_answer {
                                 return;
                             }
                         }
@@ -302,6 +307,8 @@ pub struct Setup {
     pub chain: Chain,
     /// The marker.
     pub marker: Arc<Marker>,
+    /// The forward plugin itself.
+    pub forward: Arc<ForwardChain>,
 }
 
 impl Setup {
@@ -313,10 +320,16 @@ impl Setup {
     /// Builds with a given carry-over store.
     pub fn with_carry(text: &str, carry: Arc<Carryover>) -> Setup {
         let cfg = parse(text).unwrap();
-        let plugin = cfg.build(&build_ctx(carry)).unwrap().unwrap();
+        let cfg = cfg.as_any().downcast_ref::<Config>().unwrap();
+        let forward = Arc::new(cfg.build_chain(&build_ctx(carry)).unwrap());
         let marker = Arc::new(Marker { hits: AtomicUsize::new(0) });
-        let chain: Chain = Arc::from(vec![plugin, marker.clone() as Arc<dyn Plugin>]);
-        Setup { chain, marker }
+        let chain: Chain = Arc::from(vec![forward.clone() as Arc<dyn Plugin>, marker.clone() as Arc<dyn Plugin>]);
+        Setup { chain, marker, forward }
+    }
+
+    /// The `i`-th upstream of the first forward line.
+    pub fn upstream(&self, i: usize) -> &Arc<nodecache::plugin::forward::upstream::Upstream> {
+        &self.forward.forwards()[0].upstreams()[i]
     }
 
     /// Runs one request through the chain.

@@ -253,7 +253,7 @@ pub fn reverse_zones(net: IpAddr, ones: u8) -> Vec<String> {
     let ones = ones as u32;
     let new_ones = ones.div_ceil(boundary) * boundary;
     let count: u128 = 1u128 << (new_ones - ones);
-    let count = count.min(1 << 16) as u128;
+    let count = count.min(1 << 16);
     let step: u128 = if new_ones == bits { 1 } else { 1u128 << (bits - new_ones) };
     let skip = ((bits - new_ones) / boundary) as usize;
     let base: u128 = match net {

@@ -22,9 +22,12 @@ struct Flight<T> {
     notify: Notify,
 }
 
+/// One shard: key → flight.
+type FlightMap<T> = HashMap<Vec<u8>, Arc<Flight<T>>, FnvBuildHasher>;
+
 /// A table of in-flight keys.
 pub struct Inflight<T> {
-    shards: [Mutex<HashMap<Vec<u8>, Arc<Flight<T>>, FnvBuildHasher>>; SHARDS],
+    shards: [Mutex<FlightMap<T>>; SHARDS],
     hasher: FnvBuildHasher,
 }
 

@@ -122,7 +122,11 @@ impl UpstreamMetrics {
     pub fn new(proxy_name: &'static str, to: &str) -> UpstreamMetrics {
         let f = families();
         let l3 = |fam: &Family<Labels3, Counter>, proto: &str| {
-            fam.get_or_create_owned(&[("proxy_name", proxy_name.to_string()), ("to", to.to_string()), ("proto", proto.to_string())])
+            fam.get_or_create_owned(&[
+                ("proxy_name", proxy_name.to_string()),
+                ("to", to.to_string()),
+                ("proto", proto.to_string()),
+            ])
         };
         UpstreamMetrics {
             proxy_name,

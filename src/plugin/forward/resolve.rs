@@ -151,12 +151,15 @@ fn parse_host_entry(h: &str) -> Option<Entry> {
     if !matches!(scheme, "dns" | "tls" | "https") {
         return None;
     }
-    let (mut hostname, mut port) = (host.to_string(), match scheme {
-        "tls" => "853",
-        "https" => "443",
-        _ => "53",
-    }
-    .to_string());
+    let (mut hostname, mut port) = (
+        host.to_string(),
+        match scheme {
+            "tls" => "853",
+            "https" => "443",
+            _ => "53",
+        }
+        .to_string(),
+    );
     if let Some((h2, p)) = split_host_port(host) {
         hostname = h2;
         port = p;
@@ -339,6 +342,9 @@ mod tests {
             ]
         );
         assert!(expand(&["a27.0.0.1".to_string()], &[]).unwrap_err().starts_with("failed to resolve"));
-        assert_eq!(expand(&["a..b".to_string()], &[]).unwrap_err(), "not an IP address, file, or valid domain: \"a..b\"");
+        assert_eq!(
+            expand(&["a..b".to_string()], &[]).unwrap_err(),
+            "not an IP address, file, or valid domain: \"a..b\""
+        );
     }
 }

@@ -144,13 +144,7 @@ impl Stanza {
 
     /// The key under which this stanza's upstream state survives reloads.
     pub fn carry_key(&self) -> String {
-        format!(
-            "forward|{:?}|{:?}|{:?}|{:?}",
-            self.upstreams,
-            self.upstream_opts(),
-            self.tls,
-            self.tls_servername
-        )
+        format!("forward|{:?}|{:?}|{:?}|{:?}", self.upstreams, self.upstream_opts(), self.tls, self.tls_servername)
     }
 
     /// Creates the upstreams (TLS configs included).
@@ -165,7 +159,9 @@ impl Stanza {
                 }
                 let cfg = client.clone().ok_or("tls")?;
                 let name = match self.tls_servername.as_ref().or(u.sni.as_ref()) {
-                    Some(n) => ServerName::try_from(n.clone()).map_err(|e| format!("invalid TLS server name {n}: {e}"))?,
+                    Some(n) => {
+                        ServerName::try_from(n.clone()).map_err(|e| format!("invalid TLS server name {n}: {e}"))?
+                    }
                     None => ServerName::IpAddress(u.addr.ip().into()),
                 };
                 Some((cfg, name))
@@ -183,6 +179,21 @@ impl Stanza {
 pub struct Config {
     /// The lines, in order.
     pub stanzas: Vec<Stanza>,
+}
+
+impl Config {
+    /// Builds the runtime chain of `forward` lines, reusing upstream state (health, pools)
+    /// left by a previous build of an identical line.
+    pub fn build_chain(&self, ctx: &BuildContext) -> Result<ForwardChain, String> {
+        let mut forwards = Vec::with_capacity(self.stanzas.len());
+        for s in &self.stanzas {
+            let key = s.carry_key();
+            let made = s.make_upstreams()?;
+            let set = ctx.carry.get_or_insert(&key, || UpstreamSet(made));
+            forwards.push(Forward::new(s, set.0.clone()));
+        }
+        Ok(ForwardChain::new(forwards))
+    }
 }
 
 /// The upstreams of one stanza, as kept across reloads.
@@ -268,13 +279,7 @@ impl PluginConfig for Config {
     }
 
     fn build(&self, ctx: &BuildContext) -> Result<Option<Arc<dyn Plugin>>, String> {
-        let mut forwards = Vec::with_capacity(self.stanzas.len());
-        for s in &self.stanzas {
-            let made = s.make_upstreams()?;
-            let set = ctx.carry.get_or_insert(&s.carry_key(), || UpstreamSet(made));
-            forwards.push(Forward::new(s, set.0.clone()));
-        }
-        Ok(Some(Arc::new(ForwardChain::new(forwards))))
+        Ok(Some(Arc::new(self.build_chain(ctx)?)))
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -290,11 +295,8 @@ pub fn parse(d: &mut Dispenser, _ctx: &SetupContext) -> Result<Box<dyn PluginCon
     }
     for s in &stanzas {
         if s.to_entries > MAX_UPSTREAMS {
-            return Err(CorefileError::plain(format!(
-                "more than {MAX_UPSTREAMS} TOs configured: {}",
-                s.to_entries
-            ))
-            .in_plugin("forward"));
+            return Err(CorefileError::plain(format!("more than {MAX_UPSTREAMS} TOs configured: {}", s.to_entries))
+                .in_plugin("forward"));
         }
     }
     Ok(Box::new(Config { stanzas }))

@@ -364,7 +364,13 @@ impl Upstream {
         Ok(reply)
     }
 
-    async fn udp_exchange(&self, sock: &UdpSocket, query: &[u8], id: u16, limit: usize) -> Result<Vec<u8>, ExchangeError> {
+    async fn udp_exchange(
+        &self,
+        sock: &UdpSocket,
+        query: &[u8],
+        id: u16,
+        limit: usize,
+    ) -> Result<Vec<u8>, ExchangeError> {
         let local = sock.local_addr().ok();
         let err = |op: &str, e: io::Error| ExchangeError::Io(go_net_err(op, "udp", local, self.addr, &e));
         match tokio::time::timeout(WRITE_TIMEOUT, sock.send(query)).await {
@@ -405,7 +411,11 @@ impl Upstream {
         local: Option<SocketAddr>,
     ) -> Result<Vec<u8>, ExchangeError> {
         let fail = |op: &str, e: io::Error| {
-            if cached && matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset)
+            if cached
+                && matches!(
+                    e.kind(),
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                )
             {
                 ExchangeError::CachedClosed
             } else {
