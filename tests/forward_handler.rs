@@ -416,3 +416,70 @@ async fn upstream_state_carries_across_rebuilds() {
     let c = Setup::with_carry(&format!("{text} {{\nmax_fails 5\nexpire 5s\n}}"), carry);
     assert!(!Arc::ptr_eq(a.upstream(0), c.upstream(0)));
 }
+
+#[tokio::test]
+async fn tls_upstreams_verify_and_use_sni() {
+    let pki = forward_common::make_pki();
+    let r = Responder::start_tls(Behavior::default(), &pki).await;
+    let port = r.addr.port();
+    // verified against the IP address
+    let s = Setup::new(&format!("forward . tls://127.0.0.1:{port} {{\ntls {}\n}}", pki.ca));
+    for i in 0..3 {
+        let (_, out) = s.ask(&format!("tls{i}.example."), Proto::Udp).await;
+        assert_eq!(reply_msg(&out).answers.len(), 1);
+    }
+    assert_eq!(r.tcp(), 3);
+    assert_eq!(r.seen.tcp_conns.load(Ordering::SeqCst), 1, "the TLS connection is pooled");
+    // per-upstream server name
+    let n = Setup::new(&format!("forward . tls://127.0.0.1%dns.test:{port} {{\ntls {}\n}}", pki.ca));
+    let (_, out) = n.ask("sni.example.", Proto::Udp).await;
+    assert_eq!(reply_msg(&out).answers.len(), 1);
+    // a name the certificate does not carry fails the handshake
+    let w = Setup::new(&format!(
+        "forward . tls://127.0.0.1:{port} {{\ntls {}\ntls_servername wrong.test\nhealth_check 10s\n}}",
+        pki.ca
+    ));
+    let (_, out) = w.ask("bad.example.", Proto::Udp).await;
+    assert_eq!(out.rcode, ResponseCode::ServFail);
+    assert!(out.reply.is_none());
+    // the probe for a tls upstream runs over TLS
+    assert!(s.upstream(0).check().await);
+    assert_eq!(r.probes(), 1);
+}
+
+#[tokio::test]
+async fn metrics_use_coredns_names_and_labels() {
+    let r = Responder::start(Behavior::default()).await;
+    let s = Setup::new(&format!("forward . {}", r.addr));
+    for i in 0..3 {
+        s.ask(&format!("m{i}.example."), Proto::Udp).await;
+    }
+    s.ask("tcp.example.", Proto::Tcp).await;
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &nodecache::observe::registry().lock()).unwrap();
+    let to = r.addr.to_string();
+    let has = |needle: String| assert!(text.lines().any(|l| l == needle), "missing {needle:?}");
+    has(format!("coredns_proxy_conn_cache_misses_total{{proxy_name=\"forward\",to=\"{to}\",proto=\"udp\"}} 1"));
+    has(format!("coredns_proxy_conn_cache_hits_total{{proxy_name=\"forward\",to=\"{to}\",proto=\"udp\"}} 2"));
+    has(format!("coredns_proxy_conn_cache_misses_total{{proxy_name=\"forward\",to=\"{to}\",proto=\"tcp\"}} 1"));
+    has(format!(
+        "coredns_proxy_request_duration_seconds_count{{proxy_name=\"forward\",to=\"{to}\",rcode=\"NOERROR\"}} 4"
+    ));
+    assert!(text.contains(&format!(
+        "coredns_proxy_request_duration_seconds_bucket{{le=\"0.00025\",proxy_name=\"forward\",to=\"{to}\",rcode=\"NOERROR\"}}"
+    )) || text.contains(&format!(
+        "coredns_proxy_request_duration_seconds_bucket{{proxy_name=\"forward\",to=\"{to}\",rcode=\"NOERROR\",le=\"0.00025\"}}"
+    )));
+    assert!(!text.contains(&format!("proxy_name=\"forward\",to=\"{to}\",proto=\"tcp-tls\"")), "no unused series");
+    let dead = dead_addr().await;
+    let d = Setup::new(&format!("forward . {dead}"));
+    assert!(!d.upstream(0).check().await);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &nodecache::observe::registry().lock()).unwrap();
+    assert!(text
+        .lines()
+        .any(|l| l == format!("coredns_proxy_healthcheck_failures_total{{proxy_name=\"forward\",to=\"{dead}\"}} 1")));
+    assert!(text.contains("# TYPE coredns_forward_healthcheck_broken counter"));
+    assert!(text.contains("# TYPE coredns_forward_max_concurrent_rejects counter"));
+    assert!(text.lines().any(|l| l.starts_with("coredns_forward_max_concurrent_rejects_total ")));
+}

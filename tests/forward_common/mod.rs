@@ -16,7 +16,7 @@ use nodecache::plugin::forward::setup::Config;
 use nodecache::plugin::{BuildContext, Carryover, Chain, Next, Plugin, PluginConfig, SetupContext};
 use nodecache::server::{ClientEdns, Outcome, Proto, Request};
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
 /// How the responder answers.
@@ -138,36 +138,7 @@ impl Responder {
                     let Ok((mut conn, _)) = tcp.accept().await else { return };
                     s.tcp_conns.fetch_add(1, Ordering::SeqCst);
                     let (b, s) = (b.clone(), s.clone());
-                    tokio::spawn(async move {
-                        loop {
-                            let mut len = [0u8; 2];
-                            if conn.read_exact(&mut len).await.is_err() {
-                                return;
-                            }
-                            let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
-                            if conn.read_exact(&mut q).await.is_err() {
-                                return;
-                            }
-                            let beh = b.lock().clone();
-                            let probe = is_probe(&q);
-                            if probe {
-                                s.probes.lock().push(q[2] & 1 == 1);
-                            } else {
-                                s.tcp.fetch_add(1, Ordering::SeqCst);
-                                s.ids.lock().push(u16::from_be_bytes([q[0], q[1]]));
-                            }
-                            if (beh.drop && !probe) || (probe && beh.drop_probes) {
-                                continue;
-                            }
-                            tokio::time::sleep(beh.delay).await;
-                            let a = answer(&q, &beh, false);
-                            let mut framed = (a.len() as u16).to_be_bytes().to_vec();
-                            framed.extend_from_slice(&a);
-                            if conn.write_all(&framed).await.is_err() || beh.close_after_answer {
-                                return;
-                            }
-                        }
-                    });
+                    tokio::spawn(serve_stream(conn, b, s));
                 }
             });
         }
@@ -197,6 +168,133 @@ impl Responder {
     /// Changes the behaviour.
     pub fn set(&self, f: impl FnOnce(&mut Behavior)) {
         f(&mut self.behavior.lock());
+    }
+}
+
+/// Answers length-framed queries on one stream until it closes.
+async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(mut conn: S, b: Arc<Mutex<Behavior>>, s: Arc<Seen>) {
+    loop {
+        let mut len = [0u8; 2];
+        if conn.read_exact(&mut len).await.is_err() {
+            return;
+        }
+        let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+        if conn.read_exact(&mut q).await.is_err() {
+            return;
+        }
+        let beh = b.lock().clone();
+        let probe = is_probe(&q);
+        if probe {
+            s.probes.lock().push(q[2] & 1 == 1);
+        } else {
+            s.tcp.fetch_add(1, Ordering::SeqCst);
+            s.ids.lock().push(u16::from_be_bytes([q[0], q[1]]));
+        }
+        if (beh.drop && !probe) || (probe && beh.drop_probes) {
+            continue;
+        }
+        tokio::time::sleep(beh.delay).await;
+        let a = answer(&q, &beh, false);
+        let mut framed = (a.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&a);
+        if conn.write_all(&framed).await.is_err() || conn.flush().await.is_err() || beh.close_after_answer {
+            return;
+        }
+    }
+}
+
+/// Files of a test PKI: a CA and a server certificate for 127.0.0.1 and `dns.test`.
+pub struct Pki {
+    /// Keeps the files alive.
+    pub dir: tempfile::TempDir,
+    /// CA certificate path.
+    pub ca: String,
+    /// Server certificate path.
+    pub cert: String,
+    /// Server key path.
+    pub key: String,
+}
+
+/// Creates a CA and a server certificate with the `openssl` command.
+pub fn make_pki() -> Pki {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    std::fs::write(
+        p("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:dns.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let (ca, ca_key, key, csr, cert) = (p("ca.pem"), p("ca.key"), p("srv.key"), p("srv.csr"), p("srv.pem"));
+    let mut a = vec!["req", "-x509"];
+    a.extend(ec);
+    a.extend(["-keyout", &ca_key, "-out", &ca, "-days", "1", "-subj", "/CN=testca"]);
+    a.extend(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
+    run(&a);
+    let mut b = vec!["req"];
+    b.extend(ec);
+    b.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=dns.test"]);
+    run(&b);
+    let ext = p("ext.cnf");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &cert,
+        "-days",
+        "1",
+        "-extfile",
+        &ext,
+    ]);
+    Pki { dir, ca, cert, key }
+}
+
+impl Responder {
+    /// Starts a DNS-over-TLS responder on 127.0.0.1 with the PKI's server certificate.
+    pub async fn start_tls(behavior: Behavior, pki: &Pki) -> Responder {
+        let certs: Vec<_> =
+            rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(&pki.cert).unwrap()))
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(&pki.key).unwrap()))
+            .unwrap()
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let behavior = Arc::new(Mutex::new(behavior));
+        let seen = Arc::new(Seen::default());
+        let (b, s) = (behavior.clone(), seen.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((conn, _)) = listener.accept().await else { return };
+                s.tcp_conns.fetch_add(1, Ordering::SeqCst);
+                let (b, s, acceptor) = (b.clone(), s.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(conn).await {
+                        serve_stream(tls, b, s).await;
+                    }
+                });
+            }
+        });
+        Responder { addr, behavior, seen }
     }
 }
 

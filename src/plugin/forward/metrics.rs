@@ -101,54 +101,65 @@ pub fn rcode_name(rcode: u16) -> String {
     s.to_string()
 }
 
-/// Pre-resolved metric handles of one upstream.
+/// Pre-resolved metric handles of one upstream. Series are created on first use, so (as in
+/// CoreDNS) a series appears only once something was counted.
 pub struct UpstreamMetrics {
     proxy_name: &'static str,
     to: String,
     durations: [OnceLock<Histogram>; 16],
-    /// Failed health checks.
-    pub healthcheck_failures: Counter,
-    /// Connection cache hits, indexed by [`proto_index`].
-    pub hits: [Counter; 3],
-    /// Connection cache misses, indexed by [`proto_index`].
-    pub misses: [Counter; 3],
+    healthcheck_failures: OnceLock<Counter>,
+    hits: [OnceLock<Counter>; 3],
+    misses: [OnceLock<Counter>; 3],
 }
 
 /// Pool protocol labels, in index order.
 pub const PROTOS: [&str; 3] = ["udp", "tcp", "tcp-tls"];
 
 impl UpstreamMetrics {
-    /// Resolves the handles for upstream `to` (`IP:port`).
+    /// Handles for upstream `to` (`IP:port`).
     pub fn new(proxy_name: &'static str, to: &str) -> UpstreamMetrics {
-        let f = families();
-        let l3 = |fam: &Family<Labels3, Counter>, proto: &str| {
-            fam.get_or_create_owned(&[
-                ("proxy_name", proxy_name.to_string()),
-                ("to", to.to_string()),
-                ("proto", proto.to_string()),
-            ])
-        };
         UpstreamMetrics {
             proxy_name,
             to: to.to_string(),
             durations: Default::default(),
-            healthcheck_failures: f
-                .healthcheck_failures
-                .get_or_create_owned(&[("proxy_name", proxy_name.to_string()), ("to", to.to_string())]),
-            hits: PROTOS.map(|p| l3(&f.conn_cache_hits, p)),
-            misses: PROTOS.map(|p| l3(&f.conn_cache_misses, p)),
+            healthcheck_failures: OnceLock::new(),
+            hits: Default::default(),
+            misses: Default::default(),
+        }
+    }
+
+    fn labels3(&self, key: &'static str, value: &str) -> Labels3 {
+        [("proxy_name", self.proxy_name.to_string()), ("to", self.to.clone()), (key, value.to_string())]
+    }
+
+    /// Counts a failed health check.
+    pub fn healthcheck_failed(&self) {
+        self.healthcheck_failures
+            .get_or_init(|| {
+                families()
+                    .healthcheck_failures
+                    .get_or_create_owned(&[("proxy_name", self.proxy_name.to_string()), ("to", self.to.clone())])
+            })
+            .inc();
+    }
+
+    /// Counts a connection cache hit for protocol index `pi` (see [`PROTOS`]).
+    pub fn conn_hit(&self, pi: usize) {
+        if let (Some(slot), Some(proto)) = (self.hits.get(pi), PROTOS.get(pi)) {
+            slot.get_or_init(|| families().conn_cache_hits.get_or_create_owned(&self.labels3("proto", proto))).inc();
+        }
+    }
+
+    /// Counts a connection cache miss for protocol index `pi`.
+    pub fn conn_miss(&self, pi: usize) {
+        if let (Some(slot), Some(proto)) = (self.misses.get(pi), PROTOS.get(pi)) {
+            slot.get_or_init(|| families().conn_cache_misses.get_or_create_owned(&self.labels3("proto", proto))).inc();
         }
     }
 
     /// Records one request's duration under its reply rcode.
     pub fn observe_duration(&self, rcode: u16, seconds: f64) {
-        let make = || {
-            families().request_duration.get_or_create_owned(&[
-                ("proxy_name", self.proxy_name.to_string()),
-                ("to", self.to.clone()),
-                ("rcode", rcode_name(rcode)),
-            ])
-        };
+        let make = || families().request_duration.get_or_create_owned(&self.labels3("rcode", &rcode_name(rcode)));
         match self.durations.get(rcode as usize) {
             Some(slot) => slot.get_or_init(make).observe(seconds),
             None => make().observe(seconds),

@@ -322,11 +322,11 @@ impl Upstream {
         let pi = self.proto_index(net);
         let (conn, cached) = match self.checkout(net) {
             Some(c) => {
-                self.metrics.hits[pi].inc();
+                self.metrics.conn_hit(pi);
                 (c, true)
             }
             None => {
-                self.metrics.misses[pi].inc();
+                self.metrics.conn_miss(pi);
                 let t0 = Instant::now();
                 let r = self.dial(net, self.dial_timeout()).await;
                 self.record_dial(t0.elapsed());
@@ -485,7 +485,7 @@ impl Upstream {
         if ok {
             self.fails.store(0, Ordering::Relaxed);
         } else {
-            self.metrics.healthcheck_failures.inc();
+            self.metrics.healthcheck_failed();
             let _ = self.fails.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| f.checked_add(1));
         }
         ok
