@@ -135,7 +135,7 @@ impl Responder {
             let (b, s) = (behavior.clone(), seen.clone());
             tokio::spawn(async move {
                 loop {
-                    let Ok((mut conn, _)) = tcp.accept().await else { return };
+                    let Ok((conn, _)) = tcp.accept().await else { return };
                     s.tcp_conns.fetch_add(1, Ordering::SeqCst);
                     let (b, s) = (b.clone(), s.clone());
                     tokio::spawn(serve_stream(conn, b, s));
