@@ -99,3 +99,68 @@ mod tests {
         );
     }
 }
+
+/// Go's `time.ParseDuration`: a signed sequence of decimal numbers with units (`ns`, `us`,
+/// `µs`, `ms`, `s`, `m`, `h`), e.g. `1h30m`, `1.5s`, `0`. Returns nanoseconds.
+pub fn parse_go_duration(s: &str) -> Result<i128, String> {
+    let err = || format!("time: invalid duration \"{s}\"");
+    let (neg, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(err());
+    }
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num = &rest[..num_len];
+        if num.is_empty() || num == "." {
+            return Err(err());
+        }
+        let value: f64 = num.parse().map_err(|_| err())?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        if unit.is_empty() {
+            return Err(format!("time: missing unit in duration \"{s}\""));
+        }
+        let mult: f64 = match unit {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(format!("time: unknown unit \"{unit}\" in duration \"{s}\"")),
+        };
+        total += value * mult;
+        rest = &rest[unit_len..];
+    }
+    if total > i64::MAX as f64 {
+        return Err(err());
+    }
+    let ns = total.round() as i128;
+    Ok(if neg { -ns } else { ns })
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_go_duration;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("5s"), Ok(5_000_000_000));
+        assert_eq!(parse_go_duration("1m30s"), Ok(90_000_000_000));
+        assert_eq!(parse_go_duration("1.5ms"), Ok(1_500_000));
+        assert_eq!(parse_go_duration("0"), Ok(0));
+        assert_eq!(parse_go_duration("-2s"), Ok(-2_000_000_000));
+        assert!(parse_go_duration("5").is_err());
+        assert!(parse_go_duration("5x").is_err());
+        assert!(parse_go_duration("").is_err());
+    }
+}
