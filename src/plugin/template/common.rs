@@ -164,3 +164,94 @@ mod duration_tests {
         assert!(parse_go_duration("").is_err());
     }
 }
+
+/// Go's `time.Duration.String()` for `ns` nanoseconds (e.g. `500ms`, `1m0s`, `25h0m0s`).
+pub fn go_duration_string(ns: i128) -> String {
+    if ns == 0 {
+        return "0s".into();
+    }
+    let neg = ns < 0;
+    let u = ns.unsigned_abs();
+    let frac = |v: u128, unit: u128| -> String {
+        let whole = v / unit;
+        let rest = v % unit;
+        if rest == 0 {
+            return whole.to_string();
+        }
+        let digits = unit.to_string().len() - 1;
+        let f = format!("{rest:0digits$}");
+        format!("{whole}.{}", f.trim_end_matches('0'))
+    };
+    let body = if u < 1_000 {
+        format!("{u}ns")
+    } else if u < 1_000_000 {
+        format!("{}µs", frac(u, 1_000))
+    } else if u < 1_000_000_000 {
+        format!("{}ms", frac(u, 1_000_000))
+    } else {
+        let h = u / 3_600_000_000_000;
+        let m = (u / 60_000_000_000) % 60;
+        let s = frac(u % 60_000_000_000, 1_000_000_000);
+        if h > 0 {
+            format!("{h}h{m}m{s}s")
+        } else if m > 0 {
+            format!("{m}m{s}s")
+        } else {
+            format!("{s}s")
+        }
+    };
+    if neg {
+        format!("-{body}")
+    } else {
+        body
+    }
+}
+
+/// Walks a DNS message and returns the byte offset of the OPT record's CLASS field (the
+/// advertised UDP size), if the message has one.
+pub fn opt_class_offset(wire: &[u8]) -> Option<usize> {
+    fn skip_name(w: &[u8], mut i: usize) -> Option<usize> {
+        loop {
+            let len = *w.get(i)? as usize;
+            if len == 0 {
+                return Some(i + 1);
+            }
+            if len & 0xc0 == 0xc0 {
+                w.get(i + 1)?;
+                return Some(i + 2);
+            }
+            i += 1 + len;
+        }
+    }
+    let count = |i: usize| -> Option<usize> { Some(u16::from_be_bytes([*wire.get(i)?, *wire.get(i + 1)?]) as usize) };
+    let (qd, an, ns, ar) = (count(4)?, count(6)?, count(8)?, count(10)?);
+    let mut i = 12;
+    for _ in 0..qd {
+        i = skip_name(wire, i)? + 4;
+    }
+    for n in 0..an + ns + ar {
+        i = skip_name(wire, i)?;
+        let rtype = count(i)?;
+        let rdlen = count(i + 8)?;
+        if n >= an + ns && rtype == 41 {
+            return Some(i + 2);
+        }
+        i += 10 + rdlen;
+    }
+    None
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::go_duration_string;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn go_duration_strings() {
+        assert_eq!(go_duration_string(500_000_000), "500ms");
+        assert_eq!(go_duration_string(60_000_000_000), "1m0s");
+        assert_eq!(go_duration_string(25 * 3_600_000_000_000), "25h0m0s");
+        assert_eq!(go_duration_string(1_500_000_000), "1.5s");
+        assert_eq!(go_duration_string(0), "0s");
+    }
+}
