@@ -12,8 +12,17 @@
 //! - [`metrics`]: the `coredns_nodecache_setup_errors_total` counter (label `errortype`):
 //!   `register_setup_error_metric()`, `inc(kind)`.
 //! - [`goparse`]: Go stdlib parsing behaviours the above rely on.
+//! - [`iptables`]: `node_cache_rules(localip, port, health_port)` (12 per IP) and the
+//!   `Iptables` runner (`ensure_rule`, `delete_rule`, `check_rule`; `IptablesError::kind()`).
+//! - [`netif`]: `NetifManager::{ensure_dummy_device, remove_dummy_device}` over rtnetlink.
+//! - [`setup`]: `NetworkSetup::from_flags(&flags)`; `setup_networking(with_iptables)`,
+//!   `spawn_periodic(interval)` (pidfile gating, then every `-syncinterval`), `teardown()`.
+//!   Blocking: call from plain threads or `spawn_blocking`.
 pub mod flags;
 pub mod goparse;
+pub mod iptables;
 pub mod kubedns;
 pub mod metrics;
+pub mod netif;
+pub mod setup;
 pub mod template;
