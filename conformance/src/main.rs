@@ -1,3 +1,153 @@
-fn main() {
-    println!("0 passed, 0 failed");
+//! `conformance`: runs Corefile conformance cases against a DNS server process.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use nodecache_conformance::case;
+use nodecache_conformance::fixture::{Behaviour, Fixture};
+use nodecache_conformance::report;
+use nodecache_conformance::runner::{case_name, run_case, Options};
+use nodecache_conformance::zone::ZoneSet;
+
+const USAGE: &str = "usage: conformance [--server-cmd 'CMD {corefile} {port}'] [--reference 'CMD {corefile} {port}']
+                   [--lenient-errors] [--filter TAG]... [--skip TAG]... [--ttl-tolerance SECS]
+                   [--json FILE] [--junit FILE] [--verbose] [PATHS...]
+PATHS are case files or directories (default conformance/cases). The default server command is
+'<dir of this binary>/nodecache -conf {corefile} -dns.port {port}'.";
+
+struct Args {
+    opts: Options,
+    filters: Vec<String>,
+    skips: Vec<String>,
+    json: Option<PathBuf>,
+    junit: Option<PathBuf>,
+    verbose: bool,
+    paths: Vec<PathBuf>,
+}
+
+fn default_server_cmd() -> String {
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+        .unwrap_or_else(|| PathBuf::from("."));
+    format!("{}/nodecache -conf {{corefile}} -dns.port {{port}}", dir.display())
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        opts: Options { server_cmd: default_server_cmd(), ..Options::default() },
+        filters: Vec::new(),
+        skips: Vec::new(),
+        json: None,
+        junit: None,
+        verbose: false,
+        paths: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--server-cmd" => a.opts.server_cmd = value(&arg)?,
+            "--reference" => a.opts.reference_cmd = Some(value(&arg)?),
+            "--lenient-errors" => a.opts.lenient_errors = true,
+            "--filter" => a.filters.push(value(&arg)?),
+            "--skip" => a.skips.push(value(&arg)?),
+            "--json" => a.json = Some(PathBuf::from(value(&arg)?)),
+            "--junit" => a.junit = Some(PathBuf::from(value(&arg)?)),
+            "--ttl-tolerance" => {
+                a.opts.ttl_tolerance = value(&arg)?.parse().map_err(|_| "--ttl-tolerance takes seconds")?
+            }
+            "--verbose" | "-v" => a.verbose = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            s if s.starts_with("--") => return Err(format!("unknown option {s}")),
+            s => a.paths.push(PathBuf::from(s)),
+        }
+    }
+    if a.paths.is_empty() {
+        a.paths.push(PathBuf::from("conformance/cases"));
+    }
+    Ok(a)
+}
+
+/// `conformance --serve-zone FILE PORT`: run one fixture as a stand-alone DNS server (for tests).
+fn serve_zone(file: &str, port: &str) -> ExitCode {
+    let run = || -> Result<(), String> {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+        let behaviour = Behaviour { zones: ZoneSet::parse(&text)?, ..Behaviour::default() };
+        let port: u16 = port.parse().map_err(|_| format!("bad port {port}"))?;
+        let _fixture = Fixture::start_at(behaviour, true, port).map_err(|e| e.to_string())?;
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("conformance --serve-zone: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--serve-zone") && argv.len() == 4 {
+        return serve_zone(&argv[2], &argv[3]);
+    }
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("conformance: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let files = match case::collect(&args.paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut results = Vec::new();
+    for path in files {
+        if !args.filters.is_empty() || !args.skips.is_empty() {
+            let tags = case::load(&path).map(|c| c.tags).unwrap_or_default();
+            let name = case_name(&path);
+            let area = name.split('/').next().unwrap_or("").to_string();
+            let has = |t: &String| tags.contains(t) || *t == area || *t == name;
+            if !args.filters.is_empty() && !args.filters.iter().any(has) {
+                continue;
+            }
+            if args.skips.iter().any(has) {
+                continue;
+            }
+        }
+        let r = run_case(&path, &args.opts);
+        let secs = r.duration_ms as f64 / 1000.0;
+        if r.passed {
+            println!("PASS {} ({secs:.1}s)", r.name);
+        } else {
+            println!("FAIL {} ({secs:.1}s)", r.name);
+            print!("{}", report::render_failure(&r, args.verbose || r.failures.iter().any(|f| f.step == 0)));
+        }
+        results.push(r);
+    }
+    let write = |path: &Option<PathBuf>, text: String| {
+        if let Some(p) = path {
+            if let Err(e) = std::fs::write(p, text) {
+                eprintln!("conformance: {}: {e}", p.display());
+            }
+        }
+    };
+    write(&args.json, report::json(&results));
+    write(&args.junit, report::junit(&results));
+    println!("{}", report::summary(&results));
+    if results.iter().all(|r| r.passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
