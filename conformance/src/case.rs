@@ -325,6 +325,52 @@ fn walk(v: &mut toml::Value, ph: &Placeholders) {
     }
 }
 
+/// Loads a case and checks everything that can be checked without running it: structure, record
+/// texts in expectations, fixture zones, rcode names and query strings.
+pub fn validate_file(path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let mut ph = Placeholders {
+        port: 1,
+        http_port: 2,
+        http_port2: 3,
+        metrics_port: 4,
+        dir: "/tmp/x".into(),
+        ..Default::default()
+    };
+    let raw = parse(&text)?;
+    for u in &raw.upstream {
+        ph.upstreams.insert(u.name.clone(), "127.0.0.1:5".into());
+        crate::zone::ZoneSet::parse(&u.zone).map_err(|e| format!("upstream {}: {e}", u.name))?;
+        if !u.rcode.is_empty() {
+            crate::records::parse_rcode(&u.rcode)?;
+        }
+    }
+    let case = substitute(&text, &ph)?;
+    if case.start == "error" && !case.step.is_empty() {
+        return Err("a start = \"error\" case has no steps".into());
+    }
+    for (i, s) in case.step.iter().enumerate() {
+        let e = &s.expect;
+        let lists = [&e.answer, &e.answer_contains, &e.additional_contains, &e.authority, &e.additional];
+        for list in lists.into_iter().flatten() {
+            crate::records::parse_all(list).map_err(|err| format!("step {}: {err}", i + 1))?;
+        }
+        if let Some(q) = &s.query {
+            crate::client::QuerySpec::parse(q, s.case_as_sent.as_deref().unwrap_or(""))
+                .map_err(|err| format!("step {}: {err}", i + 1))?;
+        }
+        for name in e.upstream_queries.iter().chain(e.upstream_tcp.iter()).flat_map(|m| m.keys()) {
+            if !ph.upstreams.contains_key(name) {
+                return Err(format!("step {}: no upstream named {name}", i + 1));
+            }
+        }
+        if (e.has_http() && s.http_get.is_none()) || (e.has_dns() && s.query.is_none()) {
+            return Err(format!("step {}: expectations do not fit the action", i + 1));
+        }
+    }
+    Ok(())
+}
+
 /// Expands files and directories into a sorted list of `.toml` case files.
 pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();

@@ -11,7 +11,8 @@ use nodecache_conformance::zone::ZoneSet;
 
 const USAGE: &str = "usage: conformance [--server-cmd 'CMD {corefile} {port}'] [--reference 'CMD {corefile} {port}']
                    [--lenient-errors] [--filter TAG]... [--skip TAG]... [--ttl-tolerance SECS]
-                   [--json FILE] [--junit FILE] [--verbose] [PATHS...]
+                   [--json FILE] [--junit FILE] [--verbose] [--check] [PATHS...]
+--check only validates the case files (format, records, zones) without running anything.
 PATHS are case files or directories (default conformance/cases). The default server command is
 '<dir of this binary>/nodecache -conf {corefile} -dns.port {port}'.";
 
@@ -22,6 +23,7 @@ struct Args {
     json: Option<PathBuf>,
     junit: Option<PathBuf>,
     verbose: bool,
+    check: bool,
     paths: Vec<PathBuf>,
 }
 
@@ -41,6 +43,7 @@ fn parse_args() -> Result<Args, String> {
         json: None,
         junit: None,
         verbose: false,
+        check: false,
         paths: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -58,6 +61,7 @@ fn parse_args() -> Result<Args, String> {
                 a.opts.ttl_tolerance = value(&arg)?.parse().map_err(|_| "--ttl-tolerance takes seconds")?
             }
             "--verbose" | "-v" => a.verbose = true,
+            "--check" => a.check = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -111,6 +115,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.check {
+        let mut bad = 0;
+        for path in &files {
+            if let Err(e) = case::validate_file(path) {
+                bad += 1;
+                println!("INVALID {}: {e}", path.display());
+            }
+        }
+        println!("{} cases, {bad} invalid", files.len());
+        return if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    }
     let mut results = Vec::new();
     for path in files {
         if !args.filters.is_empty() || !args.skips.is_empty() {
