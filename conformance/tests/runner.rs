@@ -122,3 +122,36 @@ fn start_error_is_detected_from_exit_status_and_output() {
         vec!["start_error_contains".to_string()]
     );
 }
+
+#[test]
+fn differential_mode_reports_every_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let area = dir.path().join("selftest");
+    std::fs::create_dir(&area).unwrap();
+    let other = dir.path().join("other.zone");
+    std::fs::write(
+        &other,
+        "$ORIGIN example.org.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 60\nwww IN A 192.0.2.7\n",
+    )
+    .unwrap();
+    let case = "corefile = \"\"\"\n$ORIGIN example.org.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 60\n\
+www IN A 192.0.2.1\n\"\"\"\n[[step]]\nquery = \"www.example.org. A\"\n[[step]]\nquery = \"nope.example.org. A\"\n";
+    let path = area.join("diff.toml");
+    std::fs::write(&path, case).unwrap();
+    let same = Options { server_cmd: server_cmd(), reference_cmd: Some(server_cmd()), ..Options::default() };
+    let r = run_case(&path, &same);
+    assert!(r.passed, "{}", render_failure(&r, true));
+    let different = Options {
+        reference_cmd: Some(format!("{} --serve-zone {} {{port}}", env!("CARGO_BIN_EXE_conformance"), other.display())),
+        ..same
+    };
+    let r = run_case(&path, &different);
+    let got: Vec<(usize, Vec<String>)> =
+        r.failures.iter().map(|f| (f.step, f.mismatches.iter().map(|m| m.field.clone()).collect())).collect();
+    assert_eq!(got, vec![(1, vec!["diff answer".to_string()])]);
+    let m = &r.failures[0].mismatches[0];
+    assert_eq!(
+        (m.expected.as_str(), m.actual.as_str()),
+        ("www.example.org. IN A 192.0.2.7 (ttl 300)", "www.example.org. IN A 192.0.2.1 (ttl 300)")
+    );
+}
