@@ -1,17 +1,20 @@
 //! `conformance`: runs Corefile conformance cases against a DNS server process.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use nodecache_conformance::case;
 use nodecache_conformance::fixture::{Behaviour, Fixture};
 use nodecache_conformance::report;
-use nodecache_conformance::runner::{case_name, run_case, Options};
+use nodecache_conformance::runner::{case_name, run_case, CaseResult, Options};
 use nodecache_conformance::zone::ZoneSet;
 
 const USAGE: &str = "usage: conformance [--server-cmd 'CMD {corefile} {port}'] [--reference 'CMD {corefile} {port}']
                    [--lenient-errors] [--filter TAG]... [--skip TAG]... [--ttl-tolerance SECS]
-                   [--json FILE] [--junit FILE] [--verbose] [--check] [PATHS...]
+                   [--json FILE] [--junit FILE] [--verbose] [--check] [--jobs N] [PATHS...]
 --check only validates the case files (format, records, zones) without running anything.
 PATHS are case files or directories (default conformance/cases). The default server command is
 '<dir of this binary>/nodecache -conf {corefile} -dns.port {port}'.";
@@ -24,6 +27,7 @@ struct Args {
     junit: Option<PathBuf>,
     verbose: bool,
     check: bool,
+    jobs: usize,
     paths: Vec<PathBuf>,
 }
 
@@ -44,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
         junit: None,
         verbose: false,
         check: false,
+        jobs: 1,
         paths: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -62,6 +67,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--verbose" | "-v" => a.verbose = true,
             "--check" => a.check = true,
+            "--jobs" | "-j" => a.jobs = value(&arg)?.parse().map_err(|_| "--jobs takes a number")?,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -126,30 +132,48 @@ fn main() -> ExitCode {
         println!("{} cases, {bad} invalid", files.len());
         return if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
-    let mut results = Vec::new();
-    for path in files {
-        if !args.filters.is_empty() || !args.skips.is_empty() {
-            let tags = case::load(&path).map(|c| c.tags).unwrap_or_default();
-            let name = case_name(&path);
+    let selected: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|path| {
+            if args.filters.is_empty() && args.skips.is_empty() {
+                return true;
+            }
+            let tags = case::load(path).map(|c| c.tags).unwrap_or_default();
+            let name = case_name(path);
             let area = name.split('/').next().unwrap_or("").to_string();
             let has = |t: &String| tags.contains(t) || *t == area || *t == name;
-            if !args.filters.is_empty() && !args.filters.iter().any(has) {
-                continue;
-            }
-            if args.skips.iter().any(has) {
-                continue;
-            }
+            (args.filters.is_empty() || args.filters.iter().any(has)) && !args.skips.iter().any(has)
+        })
+        .collect();
+    let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<(usize, CaseResult)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..args.jobs.max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(path) = selected.get(i) else { break };
+                let r = run_case(path, &args.opts);
+                let secs = r.duration_ms as f64 / 1000.0;
+                let mut text = if r.passed {
+                    format!("PASS {} ({secs:.1}s)\n", r.name)
+                } else {
+                    format!("FAIL {} ({secs:.1}s)\n", r.name)
+                };
+                if !r.passed {
+                    text.push_str(&report::render_failure(&r, args.verbose || r.failures.iter().any(|f| f.step == 0)));
+                }
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+                if let Ok(mut d) = done.lock() {
+                    d.push((i, r));
+                }
+            });
         }
-        let r = run_case(&path, &args.opts);
-        let secs = r.duration_ms as f64 / 1000.0;
-        if r.passed {
-            println!("PASS {} ({secs:.1}s)", r.name);
-        } else {
-            println!("FAIL {} ({secs:.1}s)", r.name);
-            print!("{}", report::render_failure(&r, args.verbose || r.failures.iter().any(|f| f.step == 0)));
-        }
-        results.push(r);
-    }
+    });
+    let mut done = done.into_inner().unwrap_or_default();
+    done.sort_by_key(|(i, _)| *i);
+    let results: Vec<CaseResult> = done.into_iter().map(|(_, r)| r).collect();
     let write = |path: &Option<PathBuf>, text: String| {
         if let Some(p) = path {
             if let Err(e) = std::fs::write(p, text) {
