@@ -155,3 +155,15 @@ www IN A 192.0.2.1\n\"\"\"\n[[step]]\nquery = \"www.example.org. A\"\n[[step]]\n
         ("www.example.org. IN A 192.0.2.7 (ttl 300)", "www.example.org. IN A 192.0.2.1 (ttl 300)")
     );
 }
+
+#[test]
+fn every_shipped_case_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
+    let files = nodecache_conformance::case::collect(&[dir]).unwrap();
+    assert!(files.len() >= 120, "only {} cases", files.len());
+    let bad: Vec<String> = files
+        .iter()
+        .filter_map(|f| nodecache_conformance::case::validate_file(f).err().map(|e| format!("{}: {e}", f.display())))
+        .collect();
+    assert_eq!(bad, Vec::<String>::new());
+}
