@@ -571,6 +571,12 @@ fn stores_carry_across_reloads() {
     changed.pttl = 10;
     let three = Cache::build(changed, &ctx);
     assert!(!Arc::ptr_eq(one.stores(), three.stores()));
+    // Another block (other listener) with the same zones and options gets its own stores.
+    let other = BuildContext { servers: vec!["dns://:5353".into()], ..ctx.clone() };
+    assert!(!Arc::ptr_eq(one.stores(), Cache::build(c.clone(), &other).stores()));
+    // A reload (next generation) with the same block and options takes the stores over.
+    let reloaded = BuildContext { carry: Arc::new(carry.next_generation()), ..ctx.clone() };
+    assert!(Arc::ptr_eq(one.stores(), Cache::build(c.clone(), &reloaded).stores()));
     let built = c.build(&ctx).unwrap().expect("cache adds a handler");
     assert_eq!(built.name(), "cache");
 }
