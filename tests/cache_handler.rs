@@ -330,7 +330,10 @@ async fn what_is_cached_case_33() {
             Some(m)
         });
         assert!(cached(&rig, "fail.example.", RecordType::A).await, "{rc:?}");
-        let m = rig.msg("fail.example.", RecordType::A, 3).await;
+        let mut req = query("fail.example.", RecordType::A, 3, false);
+        let out = rig.ask(&mut req).await;
+        assert_eq!(out.rcode, ResponseCode::NoError, "a hit is a written reply: the cache returns NOERROR");
+        let m = out.reply.unwrap().to_message().unwrap();
         assert_eq!(m.metadata.response_code, rc);
     }
     // REFUSED is OtherError: not cached.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
-use hickory_proto::op::Message;
+use hickory_proto::op::{Message, ResponseCode};
 
 use super::classify::{self, Kind};
 use super::key;
@@ -214,6 +214,12 @@ impl Cache {
         };
         Some(out)
     }
+}
+
+/// A reply written from the cache. Like CoreDNS the cache then returns NOERROR, whatever rcode
+/// the cached reply carries (a cached SERVFAIL is a written reply, not a failure).
+fn hit_outcome(wire: Vec<u8>) -> Outcome {
+    Outcome { rcode: ResponseCode::NoError, reply: Some(Reply::Wire(wire)), error: None, plugin: NAME }
 }
 
 /// Builds the hit reply from a stored entry: the client's ID, opcode, RD and CD (for QUERY), AA
@@ -466,7 +472,7 @@ impl Inner {
             entry.ttl(hit_now).max(0) as u32
         };
         match hit_reply(&entry, &req.wire, q.qwire, reply_ttl, q.do_bit, q.ad) {
-            Some(out) => Outcome::written(NAME, Reply::Wire(out)),
+            Some(out) => hit_outcome(out),
             None => self.miss(req, next, &h, now).await,
         }
     }
@@ -580,7 +586,7 @@ impl Inner {
         let q = Q::from_request(req)?;
         let now = self.now();
         let ttl = if self.cfg.keepttl { item.orig_ttl } else { item.ttl(now).max(0) as u32 };
-        hit_reply(&item, &req.wire, q.qwire, ttl, q.do_bit, q.ad).map(|w| Outcome::written(NAME, Reply::Wire(w)))
+        hit_reply(&item, &req.wire, q.qwire, ttl, q.do_bit, q.ad).map(hit_outcome)
     }
 
     /// Starts one background refresh for `entry` unless one is running (CoreDNS `tryPrefetch`).
