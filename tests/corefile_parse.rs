@@ -199,6 +199,8 @@ fn unknown_directive_with_suggestion() {
     );
     let e = parse_str(". {\n  zzzzzzzzzz\n}", "Corefile", &strict()).unwrap_err();
     assert_eq!(e.message, "Unknown directive 'zzzzzzzzzz'");
+    let e = parse_str(". {\n  proxy . 1.1.1.1\n}", "Corefile", &strict()).unwrap_err();
+    assert_eq!(e.message, "Unknown directive 'proxy' (did you mean 'forward'?)");
     // Case-sensitive.
     assert!(parse_str(". {\n  Cache\n}", "Corefile", &strict()).is_err());
     assert!(parse_str(". {\n  cache\n}", "Corefile", &strict()).is_ok());

@@ -406,7 +406,10 @@ impl<'o> Parser<'o> {
     }
 
     fn unknown_directive(&self, dir: &str) -> CorefileError {
-        let hint = order::nearest(dir).map(|n| format!(" (did you mean '{n}'?)")).unwrap_or_default();
+        // `proxy` was replaced by `forward` (CoreDNS 1.7); spelling distance would suggest
+        // `proxyproto`, which is not what old configurations mean.
+        let suggestion = if dir == "proxy" { Some("forward") } else { order::nearest(dir) };
+        let hint = suggestion.map(|n| format!(" (did you mean '{n}'?)")).unwrap_or_default();
         self.err(format!("Unknown directive '{dir}'{hint}"))
     }
 
