@@ -4,9 +4,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use nodecache::corefile::{
-    parse_bytes, parse_file, parse_str, render_error, CorefileError, Dispenser, ErrorKind, ParseOptions, ServerBlock,
+    fingerprint, parse_bytes, parse_file, parse_str, render_error, CorefileError, Dispenser, ErrorKind, ParseOptions,
+    ServerBlock,
 };
-use pretty_assertions::assert_eq;
+use pretty_assertions::{assert_eq, assert_ne};
 
 fn lax() -> ParseOptions {
     ParseOptions { validate_directives: false, env: Some(HashMap::new()) }
@@ -503,6 +504,20 @@ fn quoted_multiline_argument_keeps_following_line_separate() {
     let b = parse(". {\n template \"a\nb\" x\n log\n}").unwrap();
     assert_eq!(texts(&b[0], "template"), vec!["template", "a\nb", "x"]);
     assert_eq!(shape(&b[0]), vec![("template", 3), ("log", 1)]);
+}
+
+#[test]
+fn fingerprint_covers_imported_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "custom/a.override", "log\n");
+    let main = write(dir.path(), "Corefile", ". {\n  whoami\n  import custom/*.override\n}\n");
+    let fp = |o: &ParseOptions| fingerprint(&parse_file(Path::new(&main), o).unwrap());
+    let before = fp(&lax());
+    assert_eq!(before, fp(&lax()), "deterministic");
+    write(dir.path(), "custom/a.override", "log # same tokens, same lines\n");
+    assert_eq!(before, fp(&lax()));
+    write(dir.path(), "custom/a.override", "errors\n");
+    assert_ne!(before, fp(&lax()));
 }
 
 // ----- bad input -----
