@@ -283,7 +283,7 @@ impl Upstream {
 
     /// Starts the idle-connection sweeper once (needs a runtime; called from the query path).
     fn ensure_sweeper(self: &Arc<Self>) {
-        if self.sweeping.swap(true, Ordering::Relaxed) {
+        if self.sweeping.load(Ordering::Relaxed) || self.sweeping.swap(true, Ordering::Relaxed) {
             return;
         }
         let weak = Arc::downgrade(self);
