@@ -483,3 +483,17 @@ async fn metrics_use_coredns_names_and_labels() {
     assert!(text.contains("# TYPE coredns_forward_max_concurrent_rejects counter"));
     assert!(text.lines().any(|l| l.starts_with("coredns_forward_max_concurrent_rejects_total ")));
 }
+
+#[tokio::test]
+async fn max_age_closes_old_connections_even_when_busy() {
+    let r = Responder::start(Behavior::default()).await;
+    let s = Setup::new(&format!("forward . {} {{\nexpire 200ms\nmax_age 200ms\n}}", r.addr));
+    s.ask("a.example.", Proto::Tcp).await;
+    for i in 0..4 {
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        s.ask(&format!("b{i}.example."), Proto::Tcp).await;
+    }
+    // Used every 80ms so never idle-expired, but replaced once older than max_age.
+    let conns = r.seen.tcp_conns.load(Ordering::SeqCst);
+    assert!(conns >= 2, "connections: {conns}");
+}

@@ -210,7 +210,7 @@ impl Upstream {
     }
 
     /// Takes a pooled connection (oldest first), dropping expired ones.
-    fn checkout(&self, net: Net) -> Option<Conn> {
+    fn checkout(&self, net: Net) -> Option<(Conn, Instant)> {
         let pool = &self.pools[if self.tls.is_some() { 1 } else { net as usize }];
         let now = Instant::now();
         let mut q = pool.lock();
@@ -221,7 +221,7 @@ impl Upstream {
             if !self.opts.max_age.is_zero() && now.duration_since(pc.created) > self.opts.max_age {
                 continue;
             }
-            return Some(pc.conn);
+            return Some((pc.conn, pc.created));
         }
         None
     }
@@ -320,20 +320,19 @@ impl Upstream {
         let start = Instant::now();
         let net = if self.tls.is_some() { Net::Tcp } else { net };
         let pi = self.proto_index(net);
-        let (conn, cached) = match self.checkout(net) {
-            Some(c) => {
+        let (conn, cached, created) = match self.checkout(net) {
+            Some((c, created)) => {
                 self.metrics.conn_hit(pi);
-                (c, true)
+                (c, true, created)
             }
             None => {
                 self.metrics.conn_miss(pi);
                 let t0 = Instant::now();
                 let r = self.dial(net, self.dial_timeout()).await;
                 self.record_dial(t0.elapsed());
-                (r.map_err(ExchangeError::Io)?, false)
+                (r.map_err(ExchangeError::Io)?, false, Instant::now())
             }
         };
-        let created = Instant::now();
         let id = wire::id(framed.get(2..).unwrap_or(&[])).unwrap_or(0);
         let reply = match conn {
             Conn::Udp(sock) => {
