@@ -378,9 +378,11 @@ impl Upstream {
             Err(_) => return Err(err("write", timeout_err())),
         }
         let deadline = tokio::time::Instant::now() + self.opts.read_timeout;
-        let mut buf = vec![0u8; limit + 1];
+        // Spare capacity, not zero-filled: one byte more than the limit reveals an overflow.
+        let mut buf = Vec::with_capacity(limit + 1);
         loop {
-            let n = match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
+            buf.clear();
+            let n = match tokio::time::timeout_at(deadline, sock.recv_buf(&mut buf)).await {
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => return Err(err("read", e)),
                 Err(_) => return Err(err("read", timeout_err())),
