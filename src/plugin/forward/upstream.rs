@@ -24,6 +24,9 @@ const MIN_DIAL: Duration = Duration::from_secs(1);
 const MAX_DIAL: Duration = Duration::from_secs(30);
 /// Timeouts of one health probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Idle connections kept per transport when `max_idle_conns` is unlimited, so that a burst of
+/// concurrency does not leave thousands of sockets open until they expire.
+const IDLE_CAP: usize = 1024;
 /// How often idle connections are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
@@ -232,7 +235,8 @@ impl Upstream {
             _ => 1,
         };
         let mut q = self.pools[idx].lock();
-        if self.opts.max_idle_conns > 0 && q.len() >= self.opts.max_idle_conns {
+        let cap = if self.opts.max_idle_conns > 0 { self.opts.max_idle_conns } else { IDLE_CAP };
+        if q.len() >= cap {
             return;
         }
         q.push_back(Pooled { conn, created, used: Instant::now() });
