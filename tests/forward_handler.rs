@@ -497,3 +497,30 @@ async fn max_age_closes_old_connections_even_when_busy() {
     let conns = r.seen.tcp_conns.load(Ordering::SeqCst);
     assert!(conns >= 2, "connections: {conns}");
 }
+
+#[tokio::test]
+async fn chaos_queries_pass_through() {
+    // case 42: version.bind CH TXT
+    let r = Responder::start(Behavior { txt: Some("CoreDNS-001".to_string()), ..Default::default() }).await;
+    let s = Setup::new(&format!("forward . {}", r.addr));
+    let mut m = hickory_proto::op::Message::query();
+    m.metadata.id = 4242;
+    let mut q =
+        hickory_proto::op::Query::query(hickory_proto::rr::Name::from_ascii("version.bind.").unwrap(), RecordType::TXT);
+    q.set_query_class(hickory_proto::rr::DNSClass::CH);
+    m.add_query(q);
+    let mut req = request("version.bind.", RecordType::TXT, Proto::Udp, None);
+    req.wire = m.to_vec().unwrap();
+    req.qclass = 3;
+    let out = s.serve(&mut req).await;
+    let reply = reply_msg(&out);
+    assert_eq!(reply.metadata.id, 4242);
+    assert_eq!(reply.queries[0].query_class(), hickory_proto::rr::DNSClass::CH);
+    let txt = match &reply.answers[0].data {
+        hickory_proto::rr::RData::TXT(t) => {
+            t.txt_data.iter().map(|d| String::from_utf8_lossy(d).to_string()).collect::<Vec<_>>()
+        }
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(txt, vec!["CoreDNS-001"]);
+}

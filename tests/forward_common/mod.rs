@@ -40,6 +40,8 @@ pub struct Behavior {
     pub wrong_id_first: bool,
     /// Close each TCP connection after one answer.
     pub close_after_answer: bool,
+    /// Answer with one TXT record (in the query's class) carrying this text instead of A records.
+    pub txt: Option<String>,
 }
 
 impl Default for Behavior {
@@ -54,6 +56,7 @@ impl Default for Behavior {
             wrong_question: false,
             wrong_id_first: false,
             close_after_answer: false,
+            txt: None,
         }
     }
 }
@@ -319,6 +322,17 @@ fn answer(q: &[u8], b: &Behavior, udp: bool) -> Vec<u8> {
         out.extend_from_slice(&q[pos + 1..qend]);
     } else {
         out.extend_from_slice(&q[12..qend]);
+    }
+    if let (Some(txt), false) = (&b.txt, is_probe(q)) {
+        out[7] = 1;
+        let class = &q[pos + 3..qend];
+        out.extend_from_slice(&[0xC0, 12, 0, 16]);
+        out.extend_from_slice(class);
+        out.extend_from_slice(&[0, 0, 0, 0]);
+        out.extend_from_slice(&((txt.len() + 1) as u16).to_be_bytes());
+        out.push(txt.len() as u8);
+        out.extend_from_slice(txt.as_bytes());
+        return out;
     }
     let n = if (udp && b.truncate_udp) || is_probe(q) { 0 } else { b.answers };
     out[7] = n as u8;
