@@ -109,7 +109,7 @@ impl Forward {
             prefer_udp: s.prefer_udp,
             max_concurrent: s.max_concurrent,
             concurrent: AtomicU64::new(0),
-            limit_err: format!("concurrent queries exceeded maximum {}", s.max_concurrent),
+            limit_err: format!("concurrent queries exceeded maximum {}", s.max_concurrent_text),
             next_rcodes: s.next_rcodes.clone(),
             next_on_nodata: s.next_on_nodata,
             failfast: s.failfast,
