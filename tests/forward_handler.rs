@@ -524,3 +524,15 @@ async fn chaos_queries_pass_through() {
     };
     assert_eq!(txt, vec!["CoreDNS-001"]);
 }
+
+#[tokio::test]
+async fn probes_use_tcp_with_force_tcp() {
+    let r = Responder::start(Behavior::default()).await;
+    let udp = Setup::new(&format!("forward . {}", r.addr));
+    assert!(udp.upstream(0).check().await);
+    assert_eq!((r.probes(), r.seen.stream_probes.load(Ordering::SeqCst)), (1, 0));
+    let tcp = Setup::new(&format!("forward . {} {{\nforce_tcp\n}}", r.addr));
+    assert!(tcp.upstream(0).check().await);
+    assert_eq!((r.probes(), r.seen.stream_probes.load(Ordering::SeqCst)), (2, 1));
+    assert_eq!(r.seen.probes.lock().clone(), vec![true, true], "probes ask with RD by default");
+}

@@ -72,6 +72,8 @@ pub struct Seen {
     pub probes: Mutex<Vec<bool>>,
     /// Accepted TCP connections.
     pub tcp_conns: AtomicUsize,
+    /// Health probes that came over TCP (or TLS).
+    pub stream_probes: AtomicUsize,
     /// UDP source ports of queries.
     pub udp_ports: Mutex<Vec<u16>>,
     /// Query IDs received.
@@ -189,6 +191,7 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(mut conn: S, b: Arc<Mut
         let probe = is_probe(&q);
         if probe {
             s.probes.lock().push(q[2] & 1 == 1);
+            s.stream_probes.fetch_add(1, Ordering::SeqCst);
         } else {
             s.tcp.fetch_add(1, Ordering::SeqCst);
             s.ids.lock().push(u16::from_be_bytes([q[0], q[1]]));
