@@ -536,3 +536,14 @@ async fn probes_use_tcp_with_force_tcp() {
     assert_eq!((r.probes(), r.seen.stream_probes.load(Ordering::SeqCst)), (2, 1));
     assert_eq!(r.seen.probes.lock().clone(), vec![true, true], "probes ask with RD by default");
 }
+
+#[tokio::test]
+async fn refused_udp_upstream_error_reads_like_go() {
+    let dead = dead_addr().await;
+    let s = Setup::new(&format!("forward . {dead} {{\nmax_fails 0\n}}"));
+    let (_, out) = s.ask("refused.example.", Proto::Udp).await;
+    assert_eq!(out.rcode, ResponseCode::ServFail);
+    let e = out.error.unwrap();
+    assert!(e.starts_with("read udp 127.0.0.1:"), "{e}");
+    assert!(e.ends_with(&format!("->{dead}: read: connection refused")), "{e}");
+}

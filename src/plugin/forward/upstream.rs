@@ -132,11 +132,13 @@ impl std::fmt::Debug for Upstream {
 }
 
 fn go_net_err(op: &str, net: &str, local: Option<SocketAddr>, remote: SocketAddr, e: &io::Error) -> String {
+    // Go wraps syscall errors as `read: connection refused`; a closed stream is a bare `EOF`.
     let what = match e.kind() {
         io::ErrorKind::TimedOut => "i/o timeout".to_string(),
-        io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
-        io::ErrorKind::ConnectionReset => "connection reset by peer".to_string(),
-        io::ErrorKind::UnexpectedEof => "EOF".to_string(),
+        io::ErrorKind::ConnectionRefused => format!("{op}: connection refused"),
+        io::ErrorKind::ConnectionReset => format!("{op}: connection reset by peer"),
+        io::ErrorKind::BrokenPipe => format!("{op}: broken pipe"),
+        io::ErrorKind::UnexpectedEof => return "EOF".to_string(),
         _ => e.to_string(),
     };
     match local {
