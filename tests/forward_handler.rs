@@ -547,3 +547,14 @@ async fn refused_udp_upstream_error_reads_like_go() {
     assert!(e.starts_with("read udp 127.0.0.1:"), "{e}");
     assert!(e.ends_with(&format!("->{dead}: read: connection refused")), "{e}");
 }
+
+#[tokio::test]
+async fn ipv6_loopback_upstream() {
+    let r = Responder::start_on("[::1]:0", Behavior::default()).await;
+    let s = Setup::new(&format!("forward . {}", r.addr));
+    let (req, out) = s.ask("v6.example.", Proto::Udp).await;
+    assert_eq!(reply_msg(&out).answers.len(), 1);
+    assert_eq!(req.get_metadata("forward/upstream"), Some(format!("[::1]:{}", r.addr.port()).as_str()));
+    s.ask("v6tcp.example.", Proto::Tcp).await;
+    assert_eq!((r.udp(), r.tcp()), (1, 1));
+}

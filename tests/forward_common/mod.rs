@@ -93,8 +93,13 @@ pub struct Responder {
 impl Responder {
     /// Starts a responder on 127.0.0.1.
     pub async fn start(behavior: Behavior) -> Responder {
+        Responder::start_on("127.0.0.1:0", behavior).await
+    }
+
+    /// Starts a responder on a loopback address such as `[::1]:0`.
+    pub async fn start_on(bind: &str, behavior: Behavior) -> Responder {
         let (udp, tcp) = loop {
-            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let udp = UdpSocket::bind(bind).await.unwrap();
             let addr = udp.local_addr().unwrap();
             if let Ok(tcp) = TcpListener::bind(addr).await {
                 break (udp, tcp);
