@@ -20,6 +20,8 @@
 //! - [`setup`]: `NetworkSetup::from_flags(&flags)`; `setup_networking(with_iptables)`,
 //!   `spawn_periodic(interval)` (pidfile gating, then every `-syncinterval`), `teardown()`.
 //!   Blocking: call from plain threads or `spawn_blocking`.
+//! - [`policy_lint`]: `lint_yaml(file, text, &LintOptions::default())` / `lint_path(path, ..)`:
+//!   warns about Cilium policies allowing DNS to kube-dns but not to node-local-dns.
 pub mod app;
 pub mod flags;
 pub mod goparse;
@@ -27,5 +29,6 @@ pub mod iptables;
 pub mod kubedns;
 pub mod metrics;
 pub mod netif;
+pub mod policy_lint;
 pub mod setup;
 pub mod template;
