@@ -472,6 +472,12 @@ pub fn extra_args_message(args: &[String]) -> Option<String> {
 }
 
 impl NodeCacheFlags {
+    /// The INFO lines node-cache logs after parsing: `Using Corefile <conf>` and
+    /// `Using Pidfile <pidfile>` (both always, even when empty).
+    pub fn startup_messages(&self) -> Vec<String> {
+        vec![format!("Using Corefile {}", self.corefile), format!("Using Pidfile {}", self.pidfile)]
+    }
+
     /// True when the local IPs are IPv6 (picks `ip6tables`).
     pub fn is_ipv6(&self) -> bool {
         self.local_ips.first().is_some_and(goparse::is_ipv6)
