@@ -353,8 +353,10 @@ fn periodic_loop_repairs_rules_each_interval() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(ns.all_rules("iptables"), 12);
-    setup.stop();
+    // Teardown stops the loop and removes the rules.
+    assert_eq!(ns.run(|| setup.teardown()), Ok(()));
     handle.join().unwrap();
+    assert_eq!(ns.all_rules("iptables"), 0);
 }
 
 /// A stand-in `iptables` that reports a held xtables lock for everything but `--version`.
