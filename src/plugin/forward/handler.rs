@@ -187,8 +187,13 @@ impl Forward {
         }
     }
 
-    /// Runs the attempt loop once per set of identical in-flight queries.
+    /// Runs the attempt loop once per set of identical in-flight queries. HINFO queries are
+    /// never shared: the `loop` plugin's probe must travel a forwarding loop hop by hop to be
+    /// counted, and sharing would park each hop behind the previous one instead.
     async fn coalesced(&self, req: &Request, limit: usize) -> Shared {
+        if req.qtype == u16::from(hickory_proto::rr::RecordType::HINFO) {
+            return self.attempts(req, limit).await;
+        }
         let mut key = Vec::with_capacity(req.wire.len() + 3);
         key.push(match req.proto {
             Proto::Udp => 0,
