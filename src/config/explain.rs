@@ -5,6 +5,9 @@ use std::fmt::Write;
 
 use super::plan::Plan;
 
+/// Directives that configure the server but add no query handler.
+const SETUP_ONLY: &[&str] = &["reload", "bind", "health", "ready"];
+
 /// Renders `plan` for `-explain`.
 pub fn explain(plan: &Plan) -> String {
     let mut out = String::new();
@@ -31,7 +34,8 @@ pub fn explain(plan: &Plan) -> String {
         let _ = writeln!(out, "  chain (execution order):");
         for (n, p) in b.plugins.iter().enumerate() {
             let desc = p.describe();
-            let _ = writeln!(out, "    {}. {}: {}", n + 1, p.name(), desc.replace('\n', "\n       "));
+            let role = if SETUP_ONLY.contains(&p.name()) { " (setup only, not in the query path)" } else { "" };
+            let _ = writeln!(out, "    {}. {}{role}: {}", n + 1, p.name(), desc.replace('\n', "\n       "));
         }
     }
     out
