@@ -330,7 +330,10 @@ async fn what_is_cached_case_33() {
             Some(m)
         });
         assert!(cached(&rig, "fail.example.", RecordType::A).await, "{rc:?}");
-        let m = rig.msg("fail.example.", RecordType::A, 3).await;
+        let mut req = query("fail.example.", RecordType::A, 3, false);
+        let out = rig.ask(&mut req).await;
+        assert_eq!(out.rcode, ResponseCode::NoError, "a hit is a written reply: the cache returns NOERROR");
+        let m = out.reply.unwrap().to_message().unwrap();
         assert_eq!(m.metadata.response_code, rc);
     }
     // REFUSED is OtherError: not cached.
@@ -571,6 +574,12 @@ fn stores_carry_across_reloads() {
     changed.pttl = 10;
     let three = Cache::build(changed, &ctx);
     assert!(!Arc::ptr_eq(one.stores(), three.stores()));
+    // Another block (other listener) with the same zones and options gets its own stores.
+    let other = BuildContext { servers: vec!["dns://:5353".into()], ..ctx.clone() };
+    assert!(!Arc::ptr_eq(one.stores(), Cache::build(c.clone(), &other).stores()));
+    // A reload (next generation) with the same block and options takes the stores over.
+    let reloaded = BuildContext { carry: Arc::new(carry.next_generation()), ..ctx.clone() };
+    assert!(Arc::ptr_eq(one.stores(), Cache::build(c.clone(), &reloaded).stores()));
     let built = c.build(&ctx).unwrap().expect("cache adds a handler");
     assert_eq!(built.name(), "cache");
 }

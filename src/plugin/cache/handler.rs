@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
-use hickory_proto::op::Message;
+use hickory_proto::op::{Message, ResponseCode};
 
 use super::classify::{self, Kind};
 use super::key;
@@ -124,9 +124,11 @@ fn set_ad(buf: &mut [u8], on: bool) {
 
 impl Cache {
     /// Builds the handler, taking the stores from `ctx.carry` when an identical cache (same
-    /// block zones and configuration) ran before a reload.
+    /// block zones, listeners and configuration) ran before a reload.
     pub fn build(cfg: Config, ctx: &BuildContext) -> Cache {
-        let carry_key = format!("plugin/cache|{}|{:?}", ctx.zones.join(","), cfg);
+        // Block zones and listeners identify the block (two blocks never share both), the
+        // configuration decides whether the old entries are still valid.
+        let carry_key = format!("plugin/cache|{}|{}|{:?}", ctx.zones.join(","), ctx.servers.join(","), cfg);
         let (pcap, ncap) = (cfg.pcap, cfg.ncap);
         let stores =
             ctx.carry.get_or_insert(&carry_key, || Stores { success: Store::new(pcap), denial: Store::new(ncap) });
@@ -212,6 +214,12 @@ impl Cache {
         };
         Some(out)
     }
+}
+
+/// A reply written from the cache. Like CoreDNS the cache then returns NOERROR, whatever rcode
+/// the cached reply carries (a cached SERVFAIL is a written reply, not a failure).
+fn hit_outcome(wire: Vec<u8>) -> Outcome {
+    Outcome { rcode: ResponseCode::NoError, reply: Some(Reply::Wire(wire)), error: None, plugin: NAME }
 }
 
 /// Builds the hit reply from a stored entry: the client's ID, opcode, RD and CD (for QUERY), AA
@@ -464,7 +472,7 @@ impl Inner {
             entry.ttl(hit_now).max(0) as u32
         };
         match hit_reply(&entry, &req.wire, q.qwire, reply_ttl, q.do_bit, q.ad) {
-            Some(out) => Outcome::written(NAME, Reply::Wire(out)),
+            Some(out) => hit_outcome(out),
             None => self.miss(req, next, &h, now).await,
         }
     }
@@ -578,7 +586,7 @@ impl Inner {
         let q = Q::from_request(req)?;
         let now = self.now();
         let ttl = if self.cfg.keepttl { item.orig_ttl } else { item.ttl(now).max(0) as u32 };
-        hit_reply(&item, &req.wire, q.qwire, ttl, q.do_bit, q.ad).map(|w| Outcome::written(NAME, Reply::Wire(w)))
+        hit_reply(&item, &req.wire, q.qwire, ttl, q.do_bit, q.ad).map(hit_outcome)
     }
 
     /// Starts one background refresh for `entry` unless one is running (CoreDNS `tryPrefetch`).

@@ -488,6 +488,16 @@ mod tests {
         assert_eq!(c, Config::new(vec![".".into()]));
         assert_eq!((c.pcap, c.ncap, c.pttl, c.nttl, c.minpttl, c.minnttl), (10000, 10000, 3600, 1800, 5, 5));
         assert_eq!(parse_text("cache {\n}").unwrap(), c);
+        assert_eq!(
+            c.describe(),
+            "zones .; success cap 10000 ttl 3600s min 5s; denial cap 10000 ttl 1800s min 5s; servfail 5s"
+        );
+        let c = parse_text("cache 30 {\n prefetch 3\n serve_stale 1h verify 100ms 30s\n keepttl\n}").unwrap();
+        assert_eq!(
+            c.describe(),
+            "zones .; success cap 10000 ttl 30s min 5s; denial cap 10000 ttl 30s min 5s; servfail 5s; \
+             prefetch 3 1m0s 10%; serve_stale 1h0m0s verify timeout 100ms ttl 30s recheck 0s; keepttl"
+        );
     }
 
     #[test]
