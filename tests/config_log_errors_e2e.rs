@@ -109,3 +109,35 @@ fn log_lines_from_a_served_corefile() {
         ]
     );
 }
+
+#[test]
+fn errors_line_from_a_failing_upstream() {
+    // A closed loopback port: the upstream refuses, forward fails and errors logs it.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").expect("probe");
+    let port = closed.local_addr().map(|a| a.port()).unwrap_or(9);
+    drop(closed);
+    let corefile = format!("example.org:0 {{\n bind 127.0.0.1\n errors\n forward . 127.0.0.1:{port}\n}}\n");
+    let capture = Capture::default();
+    let store = capture.0.clone();
+    let subscriber = tracing_subscriber::registry().with(capture);
+    let rcode = tracing::subscriber::with_default(subscriber, || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
+        rt.block_on(async {
+            let plan = load_str(&corefile, "Corefile", &PlanOptions::default()).expect("plan");
+            let rt = runtime::build(plan, Arc::new(Carryover::default())).expect("runtime");
+            let listeners = Listeners::new(1);
+            listeners.apply(&rt).expect("listen");
+            let addr: SocketAddr = listeners.bound().first().map(|(_, a)| *a).expect("bound");
+            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("udp");
+            udp.send_to(&query("www.example.org.", RecordType::A, false), addr).await.expect("send");
+            let mut buf = vec![0u8; 4096];
+            let (n, _) = udp.recv_from(&mut buf).await.expect("recv");
+            listeners.stop_all();
+            Message::from_vec(&buf[..n]).expect("reply").metadata.response_code
+        })
+    });
+    assert_eq!(rcode, ResponseCode::ServFail);
+    let lines: Vec<(String, String)> = store.lock().iter().filter(|(t, _)| t == "plugin/errors").cloned().collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].1.starts_with("2 www.example.org. A: "), "{lines:?}");
+}
