@@ -16,7 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::histogram::{size_buckets, slim_time_buckets, time_buckets, Histogram};
-use crate::server::Proto;
+use crate::server::{Proto, Request};
 
 type L2 = [(&'static str, String); 2];
 type L3 = [(&'static str, String); 3];
@@ -261,6 +261,25 @@ pub struct Observation {
     pub duration: Duration,
 }
 
+impl Observation {
+    /// The observation for `req` answered with `rcode` by `plugin` (empty when the server
+    /// wrote the reply) in `response_size` bytes (0 when nothing was written); the duration
+    /// runs from when the server received the query.
+    pub fn from_request(req: &Request, rcode: u16, plugin: &'static str, response_size: usize) -> Observation {
+        Observation {
+            proto: req.proto,
+            family: family_of(&req.client),
+            qtype: req.qtype,
+            do_bit: req.dnssec_ok(),
+            request_size: if req.received_len > 0 { req.received_len } else { req.wire.len() },
+            response_size,
+            rcode,
+            plugin,
+            duration: req.started.elapsed(),
+        }
+    }
+}
+
 /// Pre-resolved series for one (server, zone, view): recording a query touches only atomics
 /// (series are created on first use).
 pub struct ZoneRecorder {
@@ -315,7 +334,8 @@ pub fn recorder_with_view(server: &str, zone: &str, view: &str) -> Arc<ZoneRecor
         .clone()
 }
 
-/// Records a query refused before any chain ran (`zone="dropped"`, `plugin=""`).
+/// Records a query refused before any chain ran (`zone="dropped"`, `plugin=""`). This looks the
+/// recorder up each time; a listener can instead keep `recorder(label, DROPPED)`.
 pub fn record_dropped(server: &str, obs: &Observation) {
     recorder(server, DROPPED).record(obs);
 }

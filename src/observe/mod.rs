@@ -8,6 +8,19 @@
 //!
 //! Logging convention: `tracing` events with `target: "plugin/<name>"` render as
 //! `[LEVEL] plugin/<name>: message`; other targets render as `[LEVEL] message`.
+//!
+//! Wiring (what the process does with this module):
+//! - startup: [`logging::init`]`(quiet)`, [`dns_metrics::init`]`()`;
+//! - after each (re)build: collect [`http::endpoint_for`] over every block's configs and call
+//!   [`http::apply`] (blocking briefly; the error reads like CoreDNS's listen errors); set
+//!   [`readiness::set_ready_checks`] from the chains of blocks using `ready`;
+//!   [`dns_metrics::reset_plugin_enabled`] then [`dns_metrics::set_plugin_enabled`] per
+//!   (listener label, zone, handler) of blocks using `prometheus`;
+//! - query path: the `prometheus` handler records chain results; the server records queries it
+//!   refuses before any chain with [`dns_metrics::record_dropped`] and panics with
+//!   [`dns_metrics::panic_inc`];
+//! - reload: [`dns_metrics::set_reload_version`] / [`dns_metrics::reload_failed_inc`];
+//! - SIGTERM: [`http::final_shutdown`]`().await` (lameduck), stop DNS, [`http::stop_all`].
 
 pub mod dns_metrics;
 pub mod godur;

@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 use hickory_proto::op::ResponseCode;
 use parking_lot::RwLock;
 
-use crate::observe::dns_metrics::{self, family_of, Observation, ZoneRecorder};
+use crate::observe::dns_metrics::{self, Observation, ZoneRecorder};
 use crate::plugin::{Next, Plugin};
 use crate::server::{Outcome, Reply, Request};
 
@@ -105,17 +105,7 @@ pub fn observation(req: &Request, out: &Outcome) -> Observation {
         }
         None => (u16::from(out.rcode), "", 0),
     };
-    Observation {
-        proto: req.proto,
-        family: family_of(&req.client),
-        qtype: req.qtype,
-        do_bit: req.dnssec_ok(),
-        request_size: if req.received_len > 0 { req.received_len } else { req.wire.len() },
-        response_size,
-        rcode,
-        plugin,
-        duration: req.started.elapsed(),
-    }
+    Observation::from_request(req, rcode, plugin, response_size)
 }
 
 impl Plugin for Prometheus {
