@@ -443,3 +443,45 @@ fn prometheus_handler_labels_zone_rcode_and_plugin() {
     )
     .is_some());
 }
+
+#[test]
+fn probe_reports_go_style_errors() {
+    let port = free_port();
+    let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let err = rt.block_on(http::probe::probe_once(target, "localhost")).unwrap_err();
+    assert_eq!(err, format!("dial tcp 127.0.0.1:{port}: connect: connection refused"));
+}
+
+#[test]
+fn final_shutdown_marks_ready_and_logs_lameduck() {
+    let _g = serial();
+    let spec = format!("127.0.0.1:{}", free_port());
+    http::apply(vec![EndpointSpec::health(&spec, Duration::from_millis(20)), EndpointSpec::ready(&spec)]).unwrap();
+    let addr = http::local_addr(&spec).unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let sink = lines.clone();
+    let sub = nodecache::observe::logging::subscriber(move || Sink(sink.clone()));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    tracing::subscriber::with_default(sub, || rt.block_on(http::final_shutdown()));
+    let r = get(addr, "/ready");
+    assert_eq!((r.status, r.body.as_str()), (503, "Shutting down"));
+    assert_eq!(get(addr, "/health").body, "OK");
+    readiness::clear_shutting_down();
+    http::stop_all();
+    assert!(request(addr, "GET", "/health").is_err());
+    let out = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+    assert_eq!(out, "[INFO] plugin/health: Going into lameduck mode for 20ms\n");
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
