@@ -157,11 +157,20 @@ pub fn apply(desired: Vec<EndpointSpec>) -> Result<(), String> {
 /// reconciles the running set with the union over all groups.
 pub fn apply_group(group: &str, desired: Vec<EndpointSpec>) -> Result<(), String> {
     let mut groups = GROUPS.lock();
-    let own: Vec<String> = desired.iter().map(|s| s.addr.clone()).collect();
+    let own = desired.clone();
     groups.insert(group.to_string(), desired);
     let all: Vec<EndpointSpec> = groups.values().flatten().cloned().collect();
-    let errors: Vec<String> =
-        reconcile(all).into_iter().filter(|(addr, _)| own.contains(addr)).map(|(_, e)| e).collect();
+    let mut errors = Vec::new();
+    for (addr, e) in reconcile(all) {
+        let mine: Vec<&EndpointSpec> = own.iter().filter(|s| s.addr == addr).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        if group == COREFILE_GROUP && mine.iter().any(|s| s.routes.contains(&Route::Metrics)) {
+            tracing::error!(target: "plugin/prometheus", "Failed to start metrics handler: {e}");
+        }
+        errors.push(e);
+    }
     if errors.is_empty() {
         Ok(())
     } else {
