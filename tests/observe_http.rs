@@ -140,7 +140,7 @@ fn apply_keeps_unchanged_endpoints_and_swaps_others() {
     // Same address, more routes: updated in place, not rebound.
     http::apply(vec![
         EndpointSpec::health(&keep, Duration::ZERO),
-        EndpointSpec { addr: keep.clone(), routes: vec![Route::Metrics], lameduck: Duration::ZERO },
+        EndpointSpec { addr: keep.clone(), routes: vec![Route::Metrics], lameduck: Duration::ZERO, tls: None },
     ])
     .unwrap();
     assert_eq!(http::local_addr(&keep), Some(keep_addr));
@@ -484,4 +484,92 @@ impl Write for Sink {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/observe").join(name)
+}
+
+/// GET `path` over TLS (server name `localhost`), optionally presenting the test client cert.
+fn tls_get(addr: SocketAddr, path: &str, client_cert: bool) -> Result<HttpReply, String> {
+    use rustls::pki_types::ServerName;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pem = std::fs::read(fixture("ca.crt")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = if client_cert {
+        let cert_pem = std::fs::read(fixture("client.crt")).unwrap();
+        let key_pem = std::fs::read(fixture("client.key")).unwrap();
+        let certs = rustls_pemfile::certs(&mut cert_pem.as_slice()).map(Result::unwrap).collect();
+        let key = rustls_pemfile::private_key(&mut key_pem.as_slice()).unwrap().unwrap();
+        builder.with_client_auth_cert(certs, key).unwrap()
+    } else {
+        builder.with_no_client_auth()
+    };
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let mut tls =
+            connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.map_err(|e| e.to_string())?;
+        tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut raw = Vec::new();
+        tls.read_to_end(&mut raw).await.map_err(|e| e.to_string())?;
+        let raw = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = raw.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP reply: {raw:?}"))?;
+        let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        Ok(HttpReply { status, head: head.to_string(), body: body.to_string() })
+    })
+}
+
+#[test]
+fn metrics_over_tls_with_web_config() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // Relative paths are resolved against the web config's directory.
+    std::fs::copy(fixture("server.crt"), dir.path().join("server.crt")).unwrap();
+    std::fs::copy(fixture("server.key"), dir.path().join("server.key")).unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, "tls_server_config:\n  cert_file: \"server.crt\"\n  key_file: server.key\n").unwrap();
+    let spec = format!("127.0.0.1:{}", free_port());
+    http::apply(vec![EndpointSpec::metrics_tls(&spec, web.to_str().unwrap())]).unwrap();
+    let addr = http::local_addr(&spec).unwrap();
+    let r = tls_get(addr, "/metrics", false).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("# TYPE coredns_panics_total counter"), "{}", r.body);
+    // Plain HTTP gets no HTTP answer from a TLS endpoint.
+    assert!(request(addr, "GET", "/metrics").map(|r| r.status).unwrap_or(0) != 200);
+
+    // Client certificates required and verified against client_ca_file.
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
+            fixture("ca.crt").display()
+        ),
+    )
+    .unwrap();
+    let spec2 = format!("127.0.0.1:{}", free_port());
+    http::apply(vec![EndpointSpec::metrics_tls(&spec2, web.to_str().unwrap())]).unwrap();
+    let addr2 = http::local_addr(&spec2).unwrap();
+    assert_eq!(tls_get(addr2, "/metrics", true).map(|r| r.status), Ok(200));
+    assert!(tls_get(addr2, "/metrics", false).is_err(), "served a client without a certificate");
+    http::apply(vec![]).unwrap();
+
+    // A web config without TLS settings serves plain HTTP; a broken one fails to start.
+    std::fs::write(&web, "").unwrap();
+    http::apply(vec![EndpointSpec::metrics_tls(&spec, web.to_str().unwrap())]).unwrap();
+    assert_eq!(get(http::local_addr(&spec).unwrap(), "/metrics").status, 200);
+    std::fs::write(&web, "tls_server_config:\n  key_file: server.key\n").unwrap();
+    let err = http::apply(vec![EndpointSpec::metrics_tls(&spec2, web.to_str().unwrap())]).unwrap_err();
+    assert_eq!(err, "missing one of cert or cert_file");
+    http::apply(vec![]).unwrap();
 }
