@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -291,7 +292,10 @@ pub struct ZoneRecorder {
     request_size: [OnceLock<Histogram>; 2],
     response_size: [OnceLock<Histogram>; 2],
     do_requests: OnceLock<Counter>,
-    responses: RwLock<Vec<(u16, &'static str, Counter)>>,
+    /// (rcode, plugin) series seen so far; read lock-free, copied on the rare insert.
+    responses: ArcSwap<Vec<(u16, &'static str, Counter)>>,
+    /// Serialises inserts into `responses`.
+    responses_insert: Mutex<()>,
 }
 
 impl std::fmt::Debug for ZoneRecorder {
@@ -328,7 +332,8 @@ pub fn recorder_with_view(server: &str, zone: &str, view: &str) -> Arc<ZoneRecor
                 request_size: std::array::from_fn(|_| OnceLock::new()),
                 response_size: std::array::from_fn(|_| OnceLock::new()),
                 do_requests: OnceLock::new(),
-                responses: RwLock::new(Vec::new()),
+                responses: ArcSwap::from_pointee(Vec::new()),
+                responses_insert: Mutex::new(()),
             })
         })
         .clone()
@@ -404,12 +409,13 @@ impl ZoneRecorder {
     }
 
     fn inc_response(&self, rcode: u16, plugin: &'static str) {
-        if let Some((_, _, c)) = self.responses.read().iter().find(|(r, p, _)| *r == rcode && *p == plugin) {
+        if let Some((_, _, c)) = self.responses.load().iter().find(|(r, p, _)| *r == rcode && *p == plugin) {
             c.inc();
             return;
         }
-        let mut list = self.responses.write();
-        if let Some((_, _, c)) = list.iter().find(|(r, p, _)| *r == rcode && *p == plugin) {
+        let _insert = self.responses_insert.lock();
+        let current = self.responses.load_full();
+        if let Some((_, _, c)) = current.iter().find(|(r, p, _)| *r == rcode && *p == plugin) {
             c.inc();
             return;
         }
@@ -422,7 +428,9 @@ impl ZoneRecorder {
             ("plugin", plugin.to_string()),
         ]);
         counter.inc();
-        list.push((rcode, plugin, counter));
+        let mut next = (*current).clone();
+        next.push((rcode, plugin, counter));
+        self.responses.store(Arc::new(next));
     }
 }
 

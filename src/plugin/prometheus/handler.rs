@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use futures_util::future::BoxFuture;
 use hickory_proto::op::ResponseCode;
-use parking_lot::RwLock;
+use parking_lot::Mutex;
 
 use crate::observe::dns_metrics::{self, Observation, ZoneRecorder};
 use crate::plugin::{Next, Plugin};
@@ -32,35 +33,41 @@ impl ServerSlot {
 /// The `prometheus` query handler.
 pub struct Prometheus {
     zones: Vec<String>,
-    servers: RwLock<Vec<ServerSlot>>,
+    servers: ArcSwap<Vec<Arc<ServerSlot>>>,
+    insert: Mutex<()>,
 }
 
 impl Prometheus {
     /// A handler for a block with `zones` (normalised) served on `servers` (listener labels).
     pub fn new(zones: Vec<String>, servers: &[String]) -> Prometheus {
-        let slots = servers.iter().map(|s| ServerSlot::new(s, &zones)).collect();
-        Prometheus { zones, servers: RwLock::new(slots) }
+        let slots = servers.iter().map(|s| Arc::new(ServerSlot::new(s, &zones))).collect();
+        Prometheus { zones, servers: ArcSwap::from_pointee(slots), insert: Mutex::new(()) }
     }
 
     /// Records one finished query.
     pub fn report(&self, req: &Request, out: &Outcome) {
         let zone = longest_match(&self.zones, &req.qname_lower);
         let obs = observation(req, out);
+        if let Some(slot) =
+            self.servers.load().iter().find(|s| Arc::ptr_eq(&s.server, &req.server) || s.server == req.server)
         {
-            let slots = self.servers.read();
-            if let Some(slot) = slots.iter().find(|s| Arc::ptr_eq(&s.server, &req.server) || s.server == req.server) {
-                pick(slot, zone).record(&obs);
-                return;
-            }
+            pick(slot, zone).record(&obs);
+            return;
         }
         // A listener label not known at build time: resolve it once.
-        let mut slots = self.servers.write();
-        if !slots.iter().any(|s| s.server == req.server) {
-            slots.push(ServerSlot::new(&req.server, &self.zones));
-        }
-        if let Some(slot) = slots.iter().find(|s| s.server == req.server) {
-            pick(slot, zone).record(&obs);
-        }
+        let _insert = self.insert.lock();
+        let current = self.servers.load_full();
+        let slot = match current.iter().find(|s| s.server == req.server) {
+            Some(slot) => slot.clone(),
+            None => {
+                let slot = Arc::new(ServerSlot::new(&req.server, &self.zones));
+                let mut next = (*current).clone();
+                next.push(slot.clone());
+                self.servers.store(Arc::new(next));
+                slot
+            }
+        };
+        pick(&slot, zone).record(&obs);
     }
 }
 
