@@ -533,6 +533,7 @@ fn tls_get(addr: SocketAddr, path: &str, client_cert: bool) -> Result<HttpReply,
 #[test]
 fn metrics_over_tls_with_web_config() {
     let _g = serial();
+    dns_metrics::init();
     let dir = tempfile::tempdir().unwrap();
     // Relative paths are resolved against the web config's directory.
     std::fs::copy(fixture("server.crt"), dir.path().join("server.crt")).unwrap();
