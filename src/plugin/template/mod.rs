@@ -1,3 +1,7 @@
-//! The `template` plugin.
+//! The `template` plugin: answers queries whose name matches a regex with records rendered from
+//! Go-style text templates.
 
+pub mod common;
+pub mod gotmpl;
+pub mod handler;
 pub mod setup;

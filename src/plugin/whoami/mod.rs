@@ -1,3 +1,4 @@
-//! The `whoami` plugin.
+//! The `whoami` plugin: answers every query with the client's address and port.
 
+pub mod handler;
 pub mod setup;

@@ -1,0 +1,186 @@
+//! `template` setup and handler behaviour.
+
+#[path = "plugins_support.rs"]
+mod support;
+
+use std::sync::Arc;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use nodecache::plugin::template::setup::parse;
+use pretty_assertions::assert_eq;
+use support::*;
+
+fn handler(text: &str, zones: &[&str]) -> (nodecache::plugin::Chain, Arc<Terminal>) {
+    let cfg = setup(parse, text, zones).expect("setup");
+    let term = Arc::new(Terminal::default());
+    (chain(vec![build(cfg.as_ref())], Some(term.clone())), term)
+}
+
+#[tokio::test]
+async fn named_groups_build_the_answer() {
+    let (c, term) = handler(
+        r#"template IN A example {
+    match "^ip-10-(?P<b>[0-9]*)-(?P<c>[0-9]*)-(?P<d>[0-9]*)[.]example[.]$"
+    answer "{{ .Name }} 60 IN A 10.{{ .Group.b }}.{{ .Group.c }}.{{ .Group.d }}"
+}"#,
+        &["example."],
+    );
+    let mut req = request("ip-10-95-12-8.example.", RecordType::A);
+    let out = run(&c, &mut req).await;
+    let m = reply(&out);
+    assert_eq!(texts(&m.answers), vec!["ip-10-95-12-8.example. 60 IN A 10.95.12.8"]);
+    assert!(m.metadata.authoritative);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(m.metadata.id, 0x1234);
+    assert_eq!(out.plugin, "template");
+    assert_eq!(term.calls(), 0);
+
+    // The regex does not match and there is no fallthrough: unwritten SERVFAIL.
+    let mut req = request("other.example.", RecordType::A);
+    let out = run(&c, &mut req).await;
+    assert!(is_unwritten_servfail(&out));
+    assert_eq!(term.calls(), 0);
+
+    // Type mismatch and names outside the zone go to the next plugin.
+    let mut req = request("ip-10-95-12-8.example.", RecordType::AAAA);
+    run(&c, &mut req).await;
+    let mut req = request("ip-10-95-12-8.example.org.", RecordType::A);
+    run(&c, &mut req).await;
+    assert_eq!(term.calls(), 2);
+}
+
+#[tokio::test]
+async fn index_match_printf_and_case() {
+    let (c, _) = handler(
+        r#"template IN ANY example. {
+    match "^(?P<host>[a-z]+)-(\d+)\.example\.$"
+    answer "{{ .Name }} 30 IN TXT \"{{ index .Match 2 }}/{{ index .Group \"host\" }}/{{ .Type }}/{{ .Class }}/{{ printf \"%05d\" (parseInt (index .Match 2) 10 32) }}\""
+    additional "{{ .Group.host }}.{{ .Zone }} 30 IN A {{ .Remote }}"
+}"#,
+        &["."],
+    );
+    let mut req = request("Web-42.Example.", RecordType::TXT);
+    let m = reply(&run(&c, &mut req).await);
+    assert_eq!(texts(&m.answers), vec!["web-42.example. 30 IN TXT 42/web/TXT/IN/00042"]);
+    assert_eq!(texts(&m.additionals), vec!["web.example. 30 IN A 127.0.0.1"]);
+    // The question keeps the client's case.
+    assert_eq!(m.queries[0].name().to_ascii(), "Web-42.Example.");
+}
+
+#[tokio::test]
+async fn rcode_nxdomain_with_authority() {
+    let (c, _) = handler(
+        r#"template ANY ANY invalid {
+    rcode NXDOMAIN
+    authority "invalid. 60 {{ .Class }} SOA ns.invalid. hostmaster.invalid. (1 60 60 60 60)"
+}"#,
+        &["."],
+    );
+    let mut req = request("foo.invalid.", RecordType::A);
+    let out = run(&c, &mut req).await;
+    let m = reply(&out);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert!(m.metadata.authoritative);
+    assert!(m.answers.is_empty());
+    assert_eq!(texts(&m.authorities), vec!["invalid. 60 IN SOA ns.invalid. hostmaster.invalid. 1 60 60 60 60"]);
+}
+
+#[tokio::test]
+async fn rcode_servfail_and_broken_templates() {
+    let (c, _) = handler("template IN A example {\n rcode SERVFAIL\n}", &["."]);
+    let mut req = request("a.example.", RecordType::A);
+    let out = run(&c, &mut req).await;
+    assert!(is_unwritten_servfail(&out));
+    assert_eq!(out.error, None);
+
+    let (c, _) = handler("template IN A example {\n answer \"{{ .Nope }} 60 IN A 1.2.3.4\"\n}", &["."]);
+    let mut req = request("a.example.", RecordType::A);
+    let out = run(&c, &mut req).await;
+    assert!(is_unwritten_servfail(&out));
+    assert!(out.error.as_deref().unwrap_or("").contains("can't evaluate field Nope"), "{:?}", out.error);
+
+    let (c, _) = handler("template IN A example {\n answer \"{{ .Name }} 60 IN A not-an-ip\"\n}", &["."]);
+    let mut req = request("a.example.", RecordType::A);
+    let out = run(&c, &mut req).await;
+    assert!(is_unwritten_servfail(&out));
+    assert!(out.error.is_some());
+}
+
+#[tokio::test]
+async fn fallthrough_and_template_order() {
+    let (c, term) = handler(
+        r#"template IN A example {
+    match ^a\.
+    answer "{{ .Name }} 5 IN A 10.0.0.1"
+    fallthrough
+}
+template IN A example {
+    match ^b\.
+    answer "{{ .Name }} 5 IN A 10.0.0.2"
+    fallthrough other.
+}"#,
+        &["example."],
+    );
+    let mut req = request("a.example.", RecordType::A);
+    assert_eq!(texts(&reply(&run(&c, &mut req).await).answers), vec!["a.example. 5 IN A 10.0.0.1"]);
+    let mut req = request("b.example.", RecordType::A);
+    assert_eq!(texts(&reply(&run(&c, &mut req).await).answers), vec!["b.example. 5 IN A 10.0.0.2"]);
+    // c.example. matches neither: the first falls through, the second does not cover it.
+    let mut req = request("c.example.", RecordType::A);
+    assert!(is_unwritten_servfail(&run(&c, &mut req).await));
+    assert_eq!(term.calls(), 0);
+}
+
+#[tokio::test]
+async fn ederror_adds_opt() {
+    let (c, _) = handler("template IN A example {\n rcode NXDOMAIN\n ederror 21 \"not here\"\n}", &["."]);
+    let mut req = request("x.example.", RecordType::A);
+    let m = reply(&run(&c, &mut req).await);
+    let edns = m.edns.expect("opt");
+    assert_eq!(edns.max_payload(), 4096);
+    assert!(edns.flags().dnssec_ok);
+}
+
+#[test]
+fn setup_rejects() {
+    assert_eq!(
+        setup_err(parse, "template", &["."]),
+        "plugin/template: Corefile:1 - Error during parsing: Wrong argument count or unexpected line ending after 'template'"
+    );
+    assert_eq!(
+        setup_err(parse, "template FOO A", &["."]),
+        "plugin/template: Corefile:1 - Error during parsing: invalid query class FOO"
+    );
+    assert_eq!(
+        setup_err(parse, "template IN FOO", &["."]),
+        "plugin/template: Corefile:1 - Error during parsing: invalid RR class FOO"
+    );
+    assert_eq!(
+        setup_err(parse, "template IN A {\n rcode WHAT\n}", &["."]),
+        "plugin/template: Corefile:2 - Error during parsing: unknown rcode WHAT"
+    );
+    assert!(setup_err(parse, "template IN A {\n match \"(\"\n}", &["."]).contains("could not parse regex: ("));
+    assert!(
+        setup_err(parse, "template IN A {\n answer \"{{ nope }}\"\n}", &["."]).contains("could not compile template")
+    );
+    assert!(setup_err(parse, "template IN A {\n match\n}", &["."]).contains("Wrong argument count"));
+    assert!(setup_err(parse, "template IN A {\n bogus x\n}", &["."]).contains("Wrong argument count"));
+    assert!(
+        setup_err(parse, "template IN A {\n ederror x\n}", &["."]).contains("error parsing extended DNS error code")
+    );
+    let long = format!("template IN A {{\n match {}\n}}", "a".repeat(10001));
+    assert!(setup_err(parse, &long, &["."]).contains("regex pattern too long: 10001 > 10000"));
+}
+
+#[test]
+fn setup_accepts() {
+    for text in [
+        "template ANY ANY",
+        "template IN A example.org {\n match .*\n answer \"{{ .Name }} 60 IN A 1.2.3.4\"\n fallthrough\n}",
+        "template CH TXT {\n rcode NOERROR\n ederror 1\n upstream\n}",
+        "template IN MX a.example b.example {\n additional \"x 1 IN A 1.1.1.1\" \"y 1 IN A 2.2.2.2\"\n}",
+    ] {
+        assert!(setup(parse, text, &["."]).is_ok(), "{text}");
+    }
+}
