@@ -574,3 +574,60 @@ fn metrics_over_tls_with_web_config() {
     assert_eq!(err, "missing one of cert or cert_file");
     http::apply(vec![]).unwrap();
 }
+
+#[test]
+fn after_build_wires_endpoints_readiness_and_plugin_enabled() {
+    use nodecache::config::{BlockPlan, ListenerPlan, Plan, Transport, ZoneKey};
+    let _g = serial();
+    let ready_port = free_port();
+    let metrics_port = free_port();
+    let setup = SetupContext { zones: vec!["wired.test.".to_string()], ports: vec![53] };
+    let cfg = |text: &str, f: nodecache::config::registry::SetupFn| {
+        let mut d = nodecache::corefile::Dispenser::from_text(text);
+        Arc::<dyn nodecache::plugin::PluginConfig>::from(f(&mut d, &setup).unwrap())
+    };
+    let plan = Plan {
+        blocks: vec![BlockPlan {
+            keys: vec![ZoneKey { transport: Transport::Dns, zone: "wired.test.".to_string(), port: 53 }],
+            plugins: vec![
+                cfg(&format!("ready 127.0.0.1:{ready_port}"), nodecache::plugin::ready::setup::parse),
+                cfg(&format!("prometheus 127.0.0.1:{metrics_port}"), prometheus::setup::parse),
+            ],
+            listen_hosts: vec![],
+        }],
+        listeners: vec![ListenerPlan {
+            transport: Transport::Dns,
+            addr: "[::]:53".parse().unwrap(),
+            wildcard: true,
+            label: "dns://:3053".to_string(),
+            zones: vec![("wired.test.".to_string(), 0)],
+        }],
+    };
+    let not_ready = Arc::new(AtomicBool::new(false));
+    struct Slow(Arc<AtomicBool>);
+    impl Plugin for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+            next.serve(req)
+        }
+        fn ready(&self) -> bool {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+    let chain: Chain = Arc::from(vec![Arc::new(Slow(not_ready.clone())) as Arc<dyn Plugin>]);
+    nodecache::observe::wiring::after_build(&plan, &[chain]).unwrap();
+    let ready_addr: SocketAddr = format!("127.0.0.1:{ready_port}").parse().unwrap();
+    let r = get(ready_addr, "/ready");
+    assert_eq!((r.status, r.body.as_str()), (503, "slow"));
+    not_ready.store(true, Ordering::SeqCst);
+    assert_eq!(get(ready_addr, "/ready").status, 200);
+    let page = get(format!("127.0.0.1:{metrics_port}").parse().unwrap(), "/metrics").body;
+    assert_eq!(
+        value(&page, "coredns_plugin_enabled", "server=\"dns://:3053\",zone=\"wired.test.\",view=\"\",name=\"slow\""),
+        Some(1.0)
+    );
+    readiness::set_ready_checks(vec![], false);
+    http::apply(vec![]).unwrap();
+}

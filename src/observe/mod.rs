@@ -11,11 +11,9 @@
 //!
 //! Wiring (what the process does with this module):
 //! - startup: [`logging::init`]`(quiet)`, [`dns_metrics::init`]`()`;
-//! - after each (re)build: collect [`http::endpoint_for`] over every block's configs and call
-//!   [`http::apply`] (blocking briefly; the error reads like CoreDNS's listen errors); set
-//!   [`readiness::set_ready_checks`] from the chains of blocks using `ready`;
-//!   [`dns_metrics::reset_plugin_enabled`] then [`dns_metrics::set_plugin_enabled`] per
-//!   (listener label, zone, handler) of blocks using `prometheus`;
+//! - after each (re)build: [`wiring::after_build`]`(&plan, &chains)` (endpoints, readiness
+//!   checks, `coredns_plugin_enabled`; blocks briefly; its error reads like CoreDNS's listen
+//!   errors);
 //! - query path: the `prometheus` handler records chain results; the server records queries it
 //!   refuses before any chain with [`dns_metrics::record_dropped`] and panics with
 //!   [`dns_metrics::panic_inc`];
@@ -29,6 +27,7 @@ pub mod http;
 pub mod logging;
 pub mod process;
 pub mod readiness;
+pub mod wiring;
 
 use std::sync::OnceLock;
 
