@@ -96,6 +96,8 @@ impl Endpoint {
     /// Stops accepting and waits (briefly) until the listening socket is closed, so the port
     /// is free when this returns.
     fn shut(mut self) {
+        // Connections still open (keep-alive) get 404 from now on.
+        self.state.set(&[]);
         self.probe = None;
         self.stop = None;
         let _ = self.closed.recv_timeout(Duration::from_secs(2));
