@@ -247,6 +247,8 @@ fn metrics_page_has_coredns_families() {
     dns_metrics::set_plugin_enabled(server, "example.org.", "forward");
     dns_metrics::set_reload_version("abc123");
     dns_metrics::panic_inc();
+    nodecache::server::handle::PANICS.fetch_add(2, Ordering::Relaxed);
+    dns_metrics::record_dropped_request(&query("dns://:1054", "x.test.", 16), 5, 45);
 
     let spec = format!("127.0.0.1:{}", free_port());
     http::apply(vec![EndpointSpec::metrics(&spec)]).unwrap();
@@ -299,7 +301,17 @@ fn metrics_page_has_coredns_families() {
     assert_eq!(value(&text, "coredns_dns_response_size_bytes_sum", &udp), Some(240.0));
     assert_eq!(value(&text, "coredns_plugin_enabled", &format!("{base},name=\"forward\"")), Some(1.0));
     assert_eq!(value(&text, "coredns_reload_version_info", "hash=\"sha512\",value=\"abc123\""), Some(1.0));
-    assert!(value(&text, "coredns_panics_total", "").unwrap() >= 1.0);
+    assert_eq!(value(&text, "coredns_panics_total", ""), Some(3.0));
+    let dropped2 = "server=\"dns://:1054\",zone=\"dropped\",view=\"\"";
+    assert_eq!(
+        value(&text, "coredns_dns_requests_total", &format!("{dropped2},proto=\"udp\",family=\"2\",type=\"TXT\"")),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "coredns_dns_responses_total", &format!("{dropped2},rcode=\"REFUSED\",plugin=\"\"")),
+        Some(1.0)
+    );
+    assert_eq!(value(&text, "coredns_dns_response_size_bytes_sum", &format!("{dropped2},proto=\"udp\"")), Some(45.0));
     assert_eq!(value(&text, "coredns_reload_failed_total", ""), Some(0.0));
     assert!(value(&text, "coredns_health_request_failures_total", "").is_some());
     assert!(value(&text, "coredns_health_request_duration_seconds_bucket", "le=\"2.5\"").is_some());

@@ -192,7 +192,8 @@ pub fn init() {
     LazyLock::force(&METRICS);
 }
 
-/// Increments `coredns_panics_total`.
+/// Increments `coredns_panics_total` for a panic the server did not count in
+/// [`crate::server::handle::PANICS`] (that counter is mirrored by [`sync_panics`]).
 pub fn panic_inc() {
     METRICS.panics.inc();
 }
@@ -339,10 +340,46 @@ pub fn recorder_with_view(server: &str, zone: &str, view: &str) -> Arc<ZoneRecor
         .clone()
 }
 
-/// Records a query refused before any chain ran (`zone="dropped"`, `plugin=""`). This looks the
-/// recorder up each time; a listener can instead keep `recorder(label, DROPPED)`.
+/// Records a query refused before any chain ran (`zone="dropped"`, `plugin=""`).
 pub fn record_dropped(server: &str, obs: &Observation) {
-    recorder(server, DROPPED).record(obs);
+    dropped_recorder(server).record(obs);
+}
+
+/// Records `req`, answered by the server itself with `rcode` in `response_size` bytes before
+/// any chain ran (no route, class refused, empty zone, recovered panic), as CoreDNS's
+/// `errorAndMetricsFunc` does: `zone="dropped"`, `plugin=""`, duration ~0.
+pub fn record_dropped_request(req: &Request, rcode: u16, response_size: usize) {
+    let mut obs = Observation::from_request(req, rcode, "", response_size);
+    obs.duration = Duration::ZERO;
+    dropped_recorder(&req.server).record(&obs);
+}
+
+/// The `dropped` recorder for a listener label, cached lock-free after the first use.
+fn dropped_recorder(server: &str) -> Arc<ZoneRecorder> {
+    static CACHE: LazyLock<ArcSwap<Vec<Arc<ZoneRecorder>>>> = LazyLock::new(|| ArcSwap::from_pointee(Vec::new()));
+    if let Some(r) = CACHE.load().iter().find(|r| r.server == server) {
+        return r.clone();
+    }
+    let r = recorder(server, DROPPED);
+    CACHE.rcu(|list| {
+        let mut next = (**list).clone();
+        if !next.iter().any(|x| x.server == server) {
+            next.push(r.clone());
+        }
+        next
+    });
+    r
+}
+
+/// Brings `coredns_panics_total` up to the server's panic count
+/// ([`crate::server::handle::PANICS`]); done before each scrape.
+pub fn sync_panics() {
+    static MIRRORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let total = crate::server::handle::PANICS.load(std::sync::atomic::Ordering::Relaxed);
+    let before = MIRRORED.swap(total, std::sync::atomic::Ordering::Relaxed);
+    if total > before {
+        METRICS.panics.inc_by(total - before);
+    }
 }
 
 fn proto_slot(p: Proto) -> usize {
