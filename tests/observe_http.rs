@@ -643,3 +643,17 @@ fn after_build_wires_endpoints_readiness_and_plugin_enabled() {
     readiness::set_ready_checks(vec![], false);
     http::apply(vec![]).unwrap();
 }
+
+#[test]
+fn apply_works_from_inside_a_tokio_runtime() {
+    let _g = serial();
+    let spec = format!("127.0.0.1:{}", free_port());
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let addr = rt.block_on(async {
+        http::apply(vec![EndpointSpec::health(&spec, Duration::ZERO)]).unwrap();
+        http::local_addr(&spec).unwrap()
+    });
+    assert_eq!(get(addr, "/health").body, "OK");
+    rt.block_on(async { http::apply(vec![]).unwrap() });
+    assert!(request(addr, "GET", "/health").is_err());
+}
