@@ -83,7 +83,7 @@ pub fn longest_match(zones: &[String], qname: &str) -> Option<usize> {
             || qname == z
             || (qname.len() > z.len()
                 && qname.ends_with(z.as_str())
-                && qname.as_bytes()[qname.len() - z.len() - 1] == b'.');
+                && qname.as_bytes().get(qname.len() - z.len() - 1) == Some(&b'.'));
         if hit && best.is_none_or(|(_, len)| z.len() > len) {
             best = Some((i, z.len()));
         }
@@ -126,5 +126,20 @@ impl Plugin for Prometheus {
             self.report(req, &out);
             out
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn longest_zone_wins_on_label_boundaries() {
+        let zones = vec!["example.org.".to_string(), "sub.example.org.".to_string(), ".".to_string()];
+        assert_eq!(longest_match(&zones, "a.sub.example.org."), Some(1));
+        assert_eq!(longest_match(&zones, "example.org."), Some(0));
+        assert_eq!(longest_match(&zones, "notexample.org."), Some(2));
+        assert_eq!(longest_match(&zones[..2], "other.test."), None);
     }
 }
