@@ -6,9 +6,12 @@
 //! [`reload`]. [`nodelocal`] holds node-cache's own parts; [`observe`] metrics, HTTP endpoints
 //! and logging.
 
+pub mod cli;
 pub mod config;
 pub mod corefile;
+pub mod engine;
 pub mod goflag;
+pub mod lifecycle;
 pub mod nodelocal;
 pub mod observe;
 pub mod plugin;

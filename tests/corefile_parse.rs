@@ -4,9 +4,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use nodecache::corefile::{
-    parse_bytes, parse_file, parse_str, render_error, CorefileError, ErrorKind, ParseOptions, ServerBlock,
+    fingerprint, parse_bytes, parse_file, parse_str, render_error, CorefileError, Dispenser, ErrorKind, ParseOptions,
+    ServerBlock,
 };
-use pretty_assertions::assert_eq;
+use pretty_assertions::{assert_eq, assert_ne};
 
 fn lax() -> ParseOptions {
     ParseOptions { validate_directives: false, env: Some(HashMap::new()) }
@@ -199,6 +200,8 @@ fn unknown_directive_with_suggestion() {
     );
     let e = parse_str(". {\n  zzzzzzzzzz\n}", "Corefile", &strict()).unwrap_err();
     assert_eq!(e.message, "Unknown directive 'zzzzzzzzzz'");
+    let e = parse_str(". {\n  proxy . 1.1.1.1\n}", "Corefile", &strict()).unwrap_err();
+    assert_eq!(e.message, "Unknown directive 'proxy' (did you mean 'forward'?)");
     // Case-sensitive.
     assert!(parse_str(". {\n  Cache\n}", "Corefile", &strict()).is_err());
     assert!(parse_str(". {\n  cache\n}", "Corefile", &strict()).is_ok());
@@ -220,6 +223,22 @@ fn error_rendering_points_at_token() {
     assert!(r.contains("2 |   forwrd . 1.1.1.1\n"), "{r}");
     assert!(r.contains("  |   ^^^^^^\n"), "{r}");
     assert!(r.contains("= coredns: Corefile:2 - Error during parsing: Unknown directive"), "{r}");
+}
+
+#[test]
+fn error_rendering_reads_imported_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let frag = write(dir.path(), "frag.conf", "errors\ncahce 30\n");
+    let main = dir.path().join("Corefile");
+    let src = ". {\n  import frag.conf\n}\n";
+    let e = parse_str(src, main.to_str().unwrap(), &strict()).unwrap_err();
+    assert_eq!((&*e.file, e.line, e.col), (frag.as_str(), 2, 1));
+    let r = render_error(&e, Some((main.to_str().unwrap(), src)));
+    assert!(r.starts_with(&format!("{frag}:2:1: Unknown directive 'cahce' (did you mean 'cache'?)")), "{r}");
+    assert!(r.contains("2 | cahce 30\n"), "{r}");
+    // Without a position there is no source excerpt.
+    let plain = CorefileError::plain("no blocks");
+    assert_eq!(render_error(&plain, None), "no blocks\n  = coredns: no blocks\n");
 }
 
 // ----- environment -----
@@ -452,10 +471,53 @@ fn deep_snippet_chain_hits_the_cap_without_overflow() {
 
 #[test]
 fn snippet_imported_twice_glues_lines() {
-    // The second copy's tokens keep their definition line numbers, which are not "later"
-    // than the first copy's last token, so CoreDNS glues them onto the previous line.
-    let b = parse("(s) {\n log\n}\n. {\n import s\n import s\n}").unwrap();
-    assert_eq!(texts(&b[0], "log"), vec!["log", "log"]);
+    // Both copies keep the snippet's line numbers, so for a plugin reading its tokens the
+    // second `log` sits on the same line as the first: it reads as an argument.
+    let b = parse("(s) {\n errors\n log\n}\n. {\n import s\n import s\n}").unwrap();
+    assert_eq!(texts(&b[0], "errors"), vec!["errors", "errors"]);
+    let log = b[0].directive("log").unwrap().to_vec();
+    assert_eq!(log.iter().map(|t| t.line).collect::<Vec<_>>(), vec![3, 3]);
+    let mut d = Dispenser::new(log, "Corefile".into());
+    assert!(d.next());
+    assert_eq!(d.remaining_args(), vec!["log"]);
+}
+
+#[test]
+fn import_pattern_is_env_substituted() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "site.conf", ". {\n whoami\n}\n");
+    let main = dir.path().join("Corefile");
+    let o = with_env(&[("SITE", "site")]);
+    let b = parse_str("import {$SITE}.conf\n", main.to_str().unwrap(), &o).unwrap();
+    assert_eq!(keys(&b[0]), vec!["."]);
+}
+
+#[test]
+fn quoted_braces_act_as_braces() {
+    let b = parse(". \"{\"\n whoami\n\"}\"\nexample.org {\n log\n}").unwrap();
+    assert_eq!(b.len(), 2);
+    assert_eq!(shape(&b[0]), vec![("whoami", 1)]);
+}
+
+#[test]
+fn quoted_multiline_argument_keeps_following_line_separate() {
+    let b = parse(". {\n template \"a\nb\" x\n log\n}").unwrap();
+    assert_eq!(texts(&b[0], "template"), vec!["template", "a\nb", "x"]);
+    assert_eq!(shape(&b[0]), vec![("template", 3), ("log", 1)]);
+}
+
+#[test]
+fn fingerprint_covers_imported_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "custom/a.override", "log\n");
+    let main = write(dir.path(), "Corefile", ". {\n  whoami\n  import custom/*.override\n}\n");
+    let fp = |o: &ParseOptions| fingerprint(&parse_file(Path::new(&main), o).unwrap());
+    let before = fp(&lax());
+    assert_eq!(before, fp(&lax()), "deterministic");
+    write(dir.path(), "custom/a.override", "log # same tokens, same lines\n");
+    assert_eq!(before, fp(&lax()));
+    write(dir.path(), "custom/a.override", "errors\n");
+    assert_ne!(before, fp(&lax()));
 }
 
 // ----- bad input -----

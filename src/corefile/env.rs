@@ -43,7 +43,8 @@ impl<'a> Env<'a> {
 
     /// Like [`Env::expand`], borrowing `s` when it holds no reference.
     pub fn expand_cow<'s>(&self, s: &'s str) -> Cow<'s, str> {
-        if !s.contains("{%") && !s.contains("{$") {
+        let b = s.as_bytes();
+        if !b.windows(2).any(|w| w[0] == b'{' && (w[1] == b'%' || w[1] == b'$')) {
             return Cow::Borrowed(s);
         }
         let s = self.replace_refs(s.to_string(), "{%", "%}");

@@ -76,12 +76,19 @@ fn quoted(input: &str) -> IResult<&str, Piece> {
 fn word(input: &str) -> IResult<&str, Piece> {
     let (rest, raw) = take_till1(|c| is_separator(c) || c == '#').parse(input)?;
     let (rest, _) = opt((char('#'), take_till(is_separator))).parse(rest)?;
-    let text = if raw.contains('\r') { raw.replace('\r', "") } else { raw.to_string() };
+    let text = if raw.as_bytes().contains(&b'\r') { raw.replace('\r', "") } else { raw.to_string() };
     Ok((rest, Piece::Token(Some(text))))
 }
 
+/// The next piece; the first character decides which parser applies (cheaper than trying
+/// each alternative in turn).
 fn piece(input: &str) -> IResult<&str, Piece> {
-    alt((space, line_comment, quoted, word)).parse(input)
+    match input.chars().next() {
+        Some(c) if c.is_whitespace() => space(input),
+        Some('#') => line_comment(input),
+        Some('"') => quoted(input),
+        _ => word(input),
+    }
 }
 
 /// Splits `text` into tokens attributed to `file`. Never fails on valid UTF-8.
@@ -99,16 +106,20 @@ pub fn lex(text: &str, file: &Arc<str>) -> Vec<Token> {
         if consumed.is_empty() {
             break;
         }
-        if let Piece::Token(Some(t)) = piece {
-            let newlines = t.matches('\n').count() as u32;
-            out.push(Token { text: t, file: file.clone(), line, col, newlines });
-        }
-        match consumed.rfind('\n') {
-            None => col = col.saturating_add(consumed.chars().count() as u32),
-            Some(i) => {
-                line = line.saturating_add(consumed.matches('\n').count() as u32);
-                col = consumed[i + 1..].chars().count() as u32 + 1;
+        let (start_line, start_col) = (line, col);
+        for &b in consumed.as_bytes() {
+            if b == b'\n' {
+                line = line.saturating_add(1);
+                col = 1;
+            } else if b & 0xC0 != 0x80 {
+                // Count characters, not bytes: skip UTF-8 continuation bytes.
+                col = col.saturating_add(1);
             }
+        }
+        if let Piece::Token(Some(text)) = piece {
+            // Only quoted tokens can hold line breaks; they all come from the input.
+            let newlines = line - start_line;
+            out.push(Token { text, file: file.clone(), line: start_line, col: start_col, newlines });
         }
         input = rest;
     }

@@ -98,6 +98,12 @@ impl BlockBuilder {
     }
 }
 
+/// True when both tokens come from the same file (pointer check first: tokens of one file
+/// share their name).
+fn same_file(a: &Token, b: &Token) -> bool {
+    Arc::ptr_eq(&a.file, &b.file) || a.file == b.file
+}
+
 struct Parser<'o> {
     /// Tokens at positions `offset .. offset + done.len()` (the cursor is at the last one).
     done: Vec<Token>,
@@ -203,7 +209,7 @@ impl<'o> Parser<'o> {
             return true;
         }
         let (Some(cur), Some(prev)) = (self.cur(), self.prev()) else { return false };
-        prev.file != cur.file || prev.line + prev.newlines < cur.line
+        !same_file(prev, cur) || prev.line + prev.newlines < cur.line
     }
 
     /// Advances only onto a token on exactly the same line.
@@ -215,7 +221,7 @@ impl<'o> Parser<'o> {
         }
         let Some(cur) = self.cur() else { return false };
         let Some(next) = self.rest.last() else { return false };
-        if cur.file == next.file && cur.line + cur.newlines == next.line {
+        if same_file(cur, next) && cur.line + cur.newlines == next.line {
             self.cursor += 1;
             self.sync();
             return true;
@@ -400,7 +406,10 @@ impl<'o> Parser<'o> {
     }
 
     fn unknown_directive(&self, dir: &str) -> CorefileError {
-        let hint = order::nearest(dir).map(|n| format!(" (did you mean '{n}'?)")).unwrap_or_default();
+        // `proxy` was replaced by `forward` (CoreDNS 1.7); spelling distance would suggest
+        // `proxyproto`, which is not what old configurations mean.
+        let suggestion = if dir == "proxy" { Some("forward") } else { order::nearest(dir) };
+        let hint = suggestion.map(|n| format!(" (did you mean '{n}'?)")).unwrap_or_default();
         self.err(format!("Unknown directive '{dir}'{hint}"))
     }
 

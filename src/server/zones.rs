@@ -72,6 +72,15 @@ impl<B> ZoneTable<B> {
         self.root.as_ref().map(|b| (".", b))
     }
 
+    /// Every (zone, block) pair, root included.
+    pub fn entries(&self) -> Vec<(&str, &Arc<B>)> {
+        let mut out: Vec<(&str, &Arc<B>)> = self.zones.iter().map(|(z, b)| (z.as_str(), b)).collect();
+        if let Some(r) = &self.root {
+            out.push((".", r));
+        }
+        out
+    }
+
     /// True when nothing is served.
     pub fn is_empty(&self) -> bool {
         self.zones.is_empty() && self.root.is_none()

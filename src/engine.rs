@@ -1,0 +1,208 @@
+//! The engine: Corefile text → plan → runtime → running listeners, and reloads that swap the
+//! runtime without dropping sockets. A reload that fails at any step keeps the old runtime.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use parking_lot::Mutex;
+
+use crate::config::build::{build_plan, PlanOptions};
+use crate::config::Plan;
+use crate::corefile::{self, ParseOptions};
+use crate::plugin::Carryover;
+use crate::server::{runtime, Listeners, Runtime};
+
+/// Where a Corefile comes from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A file on disk (re-read on every load).
+    File(PathBuf),
+    /// Text with a display name (stdin, the embedded default).
+    Text {
+        /// Name used in error messages.
+        name: String,
+        /// The Corefile.
+        text: String,
+    },
+}
+
+impl Source {
+    /// The name used in messages.
+    pub fn name(&self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Text { name, .. } => name.clone(),
+        }
+    }
+
+    /// Reads the current text.
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            Source::File(p) => std::fs::read(p)
+                .map_err(|e| format!("{}: {e}", p.display()))
+                .map(|b| String::from_utf8_lossy(&b).into_owned()),
+            Source::Text { text, .. } => Ok(text.clone()),
+        }
+    }
+}
+
+/// A parsed and planned Corefile.
+pub struct Loaded {
+    /// The plan.
+    pub plan: Plan,
+    /// SHA-512 fingerprint of the parsed server blocks (reload change detection).
+    pub fingerprint: String,
+}
+
+/// Parses and plans `source`; errors come rendered compiler-style.
+pub fn load(source: &Source, default_port: u16) -> Result<Loaded, String> {
+    let text = source.read()?;
+    let name = source.name();
+    let blocks = corefile::parse_str(&text, &name, &ParseOptions::default())
+        .map_err(|e| corefile::render_error(&e, Some((&name, &text))))?;
+    let fingerprint = corefile::fingerprint(&blocks);
+    let plan = build_plan(&blocks, &PlanOptions { default_port })
+        .map_err(|e| corefile::render_error(&e, Some((&name, &text))))?;
+    Ok(Loaded { plan, fingerprint })
+}
+
+/// The running engine.
+pub struct Engine {
+    listeners: Listeners,
+    carry: Mutex<Arc<Carryover>>,
+    current: ArcSwapOption<Runtime>,
+    fingerprint: Mutex<String>,
+    failed_text: Mutex<Option<String>>,
+    default_port: u16,
+}
+
+impl Engine {
+    /// An engine with no listeners yet; `workers` UDP sockets per address.
+    pub fn new(default_port: u16, workers: usize) -> Engine {
+        Engine {
+            listeners: Listeners::new(workers),
+            carry: Mutex::new(Arc::new(Carryover::default())),
+            current: ArcSwapOption::empty(),
+            fingerprint: Mutex::new(String::new()),
+            failed_text: Mutex::new(None),
+            default_port,
+        }
+    }
+
+    /// Default DNS port (`-dns.port`).
+    pub fn default_port(&self) -> u16 {
+        self.default_port
+    }
+
+    /// Builds and applies `loaded`: DNS listeners first (new sockets bound before anything
+    /// changes), then the HTTP endpoints, readiness checks and `coredns_plugin_enabled`. On a
+    /// DNS failure nothing changes.
+    pub fn apply(&self, loaded: Loaded) -> Result<(), String> {
+        let carry = Arc::new(self.carry.lock().next_generation());
+        let rt = runtime::build(loaded.plan, carry.clone())?;
+        self.listeners.apply(&rt)?;
+        carry.seal();
+        publish_observability(&rt)?;
+        *self.carry.lock() = carry;
+        *self.fingerprint.lock() = loaded.fingerprint;
+        self.current.store(Some(Arc::new(rt)));
+        Ok(())
+    }
+
+    /// Loads and applies `source`.
+    pub fn start(&self, source: &Source) -> Result<(), String> {
+        let loaded = load(source, self.default_port)?;
+        self.apply(loaded)
+    }
+
+    /// Reloads `source` if its parsed content changed (or `force`). Returns whether a new
+    /// runtime was applied. A text that already failed is not retried until it changes
+    /// (unless forced).
+    pub fn reload(&self, source: &Source, force: bool) -> Result<bool, String> {
+        let text = source.read()?;
+        if !force && self.failed_text.lock().as_deref() == Some(text.as_str()) {
+            return Ok(false);
+        }
+        let fixed = Source::Text { name: source.name(), text: text.clone() };
+        let result = load(&fixed, self.default_port).and_then(|loaded| {
+            if !force && *self.fingerprint.lock() == loaded.fingerprint {
+                return Ok(false);
+            }
+            self.apply(loaded).map(|_| true)
+        });
+        *self.failed_text.lock() = if result.is_err() { Some(text) } else { None };
+        result
+    }
+
+    /// The current runtime.
+    pub fn runtime(&self) -> Option<Arc<Runtime>> {
+        self.current.load_full()
+    }
+
+    /// The fingerprint of the running configuration.
+    pub fn fingerprint(&self) -> String {
+        self.fingerprint.lock().clone()
+    }
+
+    /// Bound addresses of the listeners.
+    pub fn bound(&self) -> Vec<std::net::SocketAddr> {
+        self.listeners.bound().into_iter().map(|(_, a)| a).collect()
+    }
+
+    /// Stops all listeners.
+    pub fn stop(&self) {
+        self.listeners.stop_all();
+    }
+}
+
+/// Starts/stops the health, ready and metrics endpoints the plan asks for, installs the
+/// readiness checks of blocks that use `ready`, and sets `coredns_plugin_enabled`.
+fn publish_observability(rt: &Runtime) -> Result<(), String> {
+    use crate::observe::{dns_metrics, http, readiness};
+    let mut endpoints = Vec::new();
+    let mut checks: Vec<(String, readiness::ReadyFn)> = Vec::new();
+    dns_metrics::reset_plugin_enabled();
+    for block in &rt.plan.blocks {
+        for cfg in &block.plugins {
+            if let Some(spec) = http::endpoint_for(cfg.as_ref()) {
+                endpoints.push(spec);
+            }
+        }
+    }
+    for (_, lr) in &rt.listeners {
+        for (zone, block) in lr.table.entries() {
+            for p in block.chain.iter() {
+                dns_metrics::set_plugin_enabled(&lr.label, zone, p.name());
+            }
+            if rt.plan.blocks.get(block.index).and_then(|b| b.plugin("ready")).is_some() {
+                for p in block.chain.iter() {
+                    let p = p.clone();
+                    checks.push((p.name().to_string(), Arc::new(move || p.ready())));
+                }
+            }
+        }
+    }
+    readiness::set_ready_checks(checks, false);
+    http::apply(endpoints)
+}
+
+/// The embedded default served when no Corefile is given: a loopback cache forwarding to the
+/// system resolvers.
+pub const DEFAULT_COREFILE: &str =
+    ".:5353 {\n    bind 127.0.0.1\n    errors\n    cache 30\n    forward . /etc/resolv.conf\n}\n";
+
+/// Resolves the `-conf` flag CoreDNS's way: a path, `stdin`, else `./Corefile` if present, else
+/// the embedded default.
+pub fn source_from_flag(conf: Option<&str>) -> Result<Source, String> {
+    match conf {
+        Some("stdin") => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| format!("stdin: {e}"))?;
+            Ok(Source::Text { name: "stdin".to_string(), text })
+        }
+        Some(p) if !p.is_empty() => Ok(Source::File(PathBuf::from(p))),
+        _ if Path::new("Corefile").exists() => Ok(Source::File(PathBuf::from("Corefile"))),
+        _ => Ok(Source::Text { name: "default".to_string(), text: DEFAULT_COREFILE.to_string() }),
+    }
+}
