@@ -192,8 +192,7 @@ pub fn init() {
     LazyLock::force(&METRICS);
 }
 
-/// Increments `coredns_panics_total` for a panic the server did not count in
-/// [`crate::server::handle::PANICS`] (that counter is mirrored by [`sync_panics`]).
+/// Increments `coredns_panics_total` (the server calls it for each recovered panic).
 pub fn panic_inc() {
     METRICS.panics.inc();
 }
@@ -369,17 +368,6 @@ fn dropped_recorder(server: &str) -> Arc<ZoneRecorder> {
         next
     });
     r
-}
-
-/// Brings `coredns_panics_total` up to the server's panic count
-/// ([`crate::server::handle::PANICS`]); done before each scrape.
-pub fn sync_panics() {
-    static MIRRORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let total = crate::server::handle::PANICS.load(std::sync::atomic::Ordering::Relaxed);
-    let before = MIRRORED.swap(total, std::sync::atomic::Ordering::Relaxed);
-    if total > before {
-        METRICS.panics.inc_by(total - before);
-    }
 }
 
 fn proto_slot(p: Proto) -> usize {

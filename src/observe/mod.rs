@@ -16,8 +16,8 @@
 //!   errors);
 //! - query path: the `prometheus` handler records chain results; the server records what it
 //!   answers itself before or instead of a chain (no route, class refused, empty zone, panic)
-//!   with [`dns_metrics::record_dropped_request`]; `server::handle::PANICS` is mirrored into
-//!   `coredns_panics_total` at each scrape;
+//!   with [`dns_metrics::record_dropped_request`] and counts panics with
+//!   [`dns_metrics::panic_inc`];
 //! - reload: [`dns_metrics::set_reload_version`] / [`dns_metrics::reload_failed_inc`];
 //! - SIGTERM: [`http::final_shutdown`]`().await` (lameduck), stop DNS, [`http::stop_all`].
 
@@ -67,7 +67,6 @@ pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; versio
 
 /// The registry in Prometheus's text format 0.0.4 (what Go's `promhttp` serves by default).
 pub fn encode_text() -> String {
-    dns_metrics::sync_panics();
     let mut out = String::with_capacity(16 * 1024);
     let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry().lock());
     out
@@ -75,7 +74,6 @@ pub fn encode_text() -> String {
 
 /// The registry in OpenMetrics text format (served when a scraper asks for it).
 pub fn encode_openmetrics() -> String {
-    dns_metrics::sync_panics();
     let mut out = String::with_capacity(16 * 1024);
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry().lock());
     out
