@@ -67,6 +67,8 @@ pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; versio
 
 /// The registry in Prometheus's text format 0.0.4 (what Go's `promhttp` serves by default).
 pub fn encode_text() -> String {
+    // Every page carries the core families, as Prometheus's default registry does in CoreDNS.
+    dns_metrics::init();
     let mut out = String::with_capacity(16 * 1024);
     let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry().lock());
     out
@@ -74,6 +76,7 @@ pub fn encode_text() -> String {
 
 /// The registry in OpenMetrics text format (served when a scraper asks for it).
 pub fn encode_openmetrics() -> String {
+    dns_metrics::init();
     let mut out = String::with_capacity(16 * 1024);
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry().lock());
     out
