@@ -140,7 +140,7 @@ fn apply_keeps_unchanged_endpoints_and_swaps_others() {
     // Same address, more routes: updated in place, not rebound.
     http::apply(vec![
         EndpointSpec::health(&keep, Duration::ZERO),
-        EndpointSpec { addr: keep.clone(), routes: vec![Route::Metrics], lameduck: Duration::ZERO },
+        EndpointSpec { addr: keep.clone(), routes: vec![Route::Metrics], lameduck: Duration::ZERO, tls: None },
     ])
     .unwrap();
     assert_eq!(http::local_addr(&keep), Some(keep_addr));
@@ -247,6 +247,7 @@ fn metrics_page_has_coredns_families() {
     dns_metrics::set_plugin_enabled(server, "example.org.", "forward");
     dns_metrics::set_reload_version("abc123");
     dns_metrics::panic_inc();
+    dns_metrics::record_dropped_request(&query("dns://:1054", "x.test.", 16), 5, 45);
 
     let spec = format!("127.0.0.1:{}", free_port());
     http::apply(vec![EndpointSpec::metrics(&spec)]).unwrap();
@@ -299,7 +300,17 @@ fn metrics_page_has_coredns_families() {
     assert_eq!(value(&text, "coredns_dns_response_size_bytes_sum", &udp), Some(240.0));
     assert_eq!(value(&text, "coredns_plugin_enabled", &format!("{base},name=\"forward\"")), Some(1.0));
     assert_eq!(value(&text, "coredns_reload_version_info", "hash=\"sha512\",value=\"abc123\""), Some(1.0));
-    assert!(value(&text, "coredns_panics_total", "").unwrap() >= 1.0);
+    assert_eq!(value(&text, "coredns_panics_total", ""), Some(1.0));
+    let dropped2 = "server=\"dns://:1054\",zone=\"dropped\",view=\"\"";
+    assert_eq!(
+        value(&text, "coredns_dns_requests_total", &format!("{dropped2},proto=\"udp\",family=\"2\",type=\"TXT\"")),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "coredns_dns_responses_total", &format!("{dropped2},rcode=\"REFUSED\",plugin=\"\"")),
+        Some(1.0)
+    );
+    assert_eq!(value(&text, "coredns_dns_response_size_bytes_sum", &format!("{dropped2},proto=\"udp\"")), Some(45.0));
     assert_eq!(value(&text, "coredns_reload_failed_total", ""), Some(0.0));
     assert!(value(&text, "coredns_health_request_failures_total", "").is_some());
     assert!(value(&text, "coredns_health_request_duration_seconds_bucket", "le=\"2.5\"").is_some());
@@ -442,4 +453,206 @@ fn prometheus_handler_labels_zone_rcode_and_plugin() {
         &format!("version=\"{}\",revision=\"\",goversion=\"rust\"", env!("CARGO_PKG_VERSION"))
     )
     .is_some());
+}
+
+#[test]
+fn probe_reports_go_style_errors() {
+    let port = free_port();
+    let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let err = rt.block_on(http::probe::probe_once(target, "localhost")).unwrap_err();
+    assert_eq!(err, format!("dial tcp 127.0.0.1:{port}: connect: connection refused"));
+}
+
+#[test]
+fn final_shutdown_marks_ready_and_logs_lameduck() {
+    let _g = serial();
+    let spec = format!("127.0.0.1:{}", free_port());
+    http::apply(vec![EndpointSpec::health(&spec, Duration::from_millis(20)), EndpointSpec::ready(&spec)]).unwrap();
+    let addr = http::local_addr(&spec).unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let sink = lines.clone();
+    let sub = nodecache::observe::logging::subscriber(move || Sink(sink.clone()));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    tracing::subscriber::with_default(sub, || rt.block_on(http::final_shutdown()));
+    let r = get(addr, "/ready");
+    assert_eq!((r.status, r.body.as_str()), (503, "Shutting down"));
+    assert_eq!(get(addr, "/health").body, "OK");
+    readiness::clear_shutting_down();
+    http::stop_all();
+    assert!(request(addr, "GET", "/health").is_err());
+    let out = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+    assert_eq!(out, "[INFO] plugin/health: Going into lameduck mode for 20ms\n");
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/observe").join(name)
+}
+
+/// GET `path` over TLS (server name `localhost`), optionally presenting the test client cert.
+fn tls_get(addr: SocketAddr, path: &str, client_cert: bool) -> Result<HttpReply, String> {
+    use rustls::pki_types::ServerName;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pem = std::fs::read(fixture("ca.crt")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = if client_cert {
+        let cert_pem = std::fs::read(fixture("client.crt")).unwrap();
+        let key_pem = std::fs::read(fixture("client.key")).unwrap();
+        let certs = rustls_pemfile::certs(&mut cert_pem.as_slice()).map(Result::unwrap).collect();
+        let key = rustls_pemfile::private_key(&mut key_pem.as_slice()).unwrap().unwrap();
+        builder.with_client_auth_cert(certs, key).unwrap()
+    } else {
+        builder.with_no_client_auth()
+    };
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let mut tls =
+            connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.map_err(|e| e.to_string())?;
+        tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut raw = Vec::new();
+        tls.read_to_end(&mut raw).await.map_err(|e| e.to_string())?;
+        let raw = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = raw.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP reply: {raw:?}"))?;
+        let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        Ok(HttpReply { status, head: head.to_string(), body: body.to_string() })
+    })
+}
+
+#[test]
+fn metrics_over_tls_with_web_config() {
+    let _g = serial();
+    dns_metrics::init();
+    let dir = tempfile::tempdir().unwrap();
+    // Relative paths are resolved against the web config's directory.
+    std::fs::copy(fixture("server.crt"), dir.path().join("server.crt")).unwrap();
+    std::fs::copy(fixture("server.key"), dir.path().join("server.key")).unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, "tls_server_config:\n  cert_file: \"server.crt\"\n  key_file: server.key\n").unwrap();
+    let spec = format!("127.0.0.1:{}", free_port());
+    http::apply(vec![EndpointSpec::metrics_tls(&spec, web.to_str().unwrap())]).unwrap();
+    let addr = http::local_addr(&spec).unwrap();
+    let r = tls_get(addr, "/metrics", false).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("# TYPE coredns_panics_total counter"), "{}", r.body);
+    // Plain HTTP gets no HTTP answer from a TLS endpoint.
+    assert!(request(addr, "GET", "/metrics").map(|r| r.status).unwrap_or(0) != 200);
+
+    // Client certificates required and verified against client_ca_file.
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
+            fixture("ca.crt").display()
+        ),
+    )
+    .unwrap();
+    let spec2 = format!("127.0.0.1:{}", free_port());
+    http::apply(vec![EndpointSpec::metrics_tls(&spec2, web.to_str().unwrap())]).unwrap();
+    let addr2 = http::local_addr(&spec2).unwrap();
+    assert_eq!(tls_get(addr2, "/metrics", true).map(|r| r.status), Ok(200));
+    assert!(tls_get(addr2, "/metrics", false).is_err(), "served a client without a certificate");
+    http::apply(vec![]).unwrap();
+
+    // A web config without TLS settings serves plain HTTP; a broken one fails to start.
+    std::fs::write(&web, "").unwrap();
+    http::apply(vec![EndpointSpec::metrics_tls(&spec, web.to_str().unwrap())]).unwrap();
+    assert_eq!(get(http::local_addr(&spec).unwrap(), "/metrics").status, 200);
+    std::fs::write(&web, "tls_server_config:\n  key_file: server.key\n").unwrap();
+    let err = http::apply(vec![EndpointSpec::metrics_tls(&spec2, web.to_str().unwrap())]).unwrap_err();
+    assert_eq!(err, "missing one of cert or cert_file");
+    http::apply(vec![]).unwrap();
+}
+
+#[test]
+fn after_build_wires_endpoints_readiness_and_plugin_enabled() {
+    use nodecache::config::{BlockPlan, ListenerPlan, Plan, Transport, ZoneKey};
+    let _g = serial();
+    let ready_port = free_port();
+    let metrics_port = free_port();
+    let setup = SetupContext { zones: vec!["wired.test.".to_string()], ports: vec![53] };
+    let cfg = |text: &str, f: nodecache::config::registry::SetupFn| {
+        let mut d = nodecache::corefile::Dispenser::from_text(text);
+        Arc::<dyn nodecache::plugin::PluginConfig>::from(f(&mut d, &setup).unwrap())
+    };
+    let plan = Plan {
+        blocks: vec![BlockPlan {
+            keys: vec![ZoneKey { transport: Transport::Dns, zone: "wired.test.".to_string(), port: 53 }],
+            plugins: vec![
+                cfg(&format!("ready 127.0.0.1:{ready_port}"), nodecache::plugin::ready::setup::parse),
+                cfg(&format!("prometheus 127.0.0.1:{metrics_port}"), prometheus::setup::parse),
+            ],
+            listen_hosts: vec![],
+        }],
+        listeners: vec![ListenerPlan {
+            transport: Transport::Dns,
+            addr: "[::]:53".parse().unwrap(),
+            wildcard: true,
+            label: "dns://:3053".to_string(),
+            zones: vec![("wired.test.".to_string(), 0)],
+        }],
+    };
+    let not_ready = Arc::new(AtomicBool::new(false));
+    struct Slow(Arc<AtomicBool>);
+    impl Plugin for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+            next.serve(req)
+        }
+        fn ready(&self) -> bool {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+    let chain: Chain = Arc::from(vec![Arc::new(Slow(not_ready.clone())) as Arc<dyn Plugin>]);
+    nodecache::observe::wiring::after_build(&plan, &[chain]).unwrap();
+    let ready_addr: SocketAddr = format!("127.0.0.1:{ready_port}").parse().unwrap();
+    let r = get(ready_addr, "/ready");
+    assert_eq!((r.status, r.body.as_str()), (503, "slow"));
+    not_ready.store(true, Ordering::SeqCst);
+    assert_eq!(get(ready_addr, "/ready").status, 200);
+    let page = get(format!("127.0.0.1:{metrics_port}").parse().unwrap(), "/metrics").body;
+    assert_eq!(
+        value(&page, "coredns_plugin_enabled", "server=\"dns://:3053\",zone=\"wired.test.\",view=\"\",name=\"slow\""),
+        Some(1.0)
+    );
+    readiness::set_ready_checks(vec![], false);
+    http::apply(vec![]).unwrap();
+}
+
+#[test]
+fn apply_works_from_inside_a_tokio_runtime() {
+    let _g = serial();
+    let spec = format!("127.0.0.1:{}", free_port());
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let addr = rt.block_on(async {
+        http::apply(vec![EndpointSpec::health(&spec, Duration::ZERO)]).unwrap();
+        http::local_addr(&spec).unwrap()
+    });
+    assert_eq!(get(addr, "/health").body, "OK");
+    rt.block_on(async { http::apply(vec![]).unwrap() });
+    assert!(request(addr, "GET", "/health").is_err());
 }

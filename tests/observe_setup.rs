@@ -97,6 +97,8 @@ fn prometheus_syntax() {
     );
     assert_eq!(prom("prometheus bla"), Err("plugin/prometheus: address bla: missing port in address".to_string()));
     assert!(prom("prometheus a:1 b:2").unwrap_err().contains("Wrong argument count"));
+    assert_eq!(prom("prometheus /foo"), Err("plugin/prometheus: address /foo: missing port in address".to_string()));
+    assert_eq!(prom("prometheus {}"), Err("plugin/prometheus: address {}: missing port in address".to_string()));
     assert_eq!(
         prom("prometheus {\n foo\n}"),
         Err("plugin/prometheus: Corefile:2 - Error during parsing: unknown option: foo".to_string())

@@ -10,13 +10,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::histogram::{size_buckets, slim_time_buckets, time_buckets, Histogram};
-use crate::server::Proto;
+use crate::server::{Proto, Request};
 
 type L2 = [(&'static str, String); 2];
 type L3 = [(&'static str, String); 3];
@@ -191,7 +192,7 @@ pub fn init() {
     LazyLock::force(&METRICS);
 }
 
-/// Increments `coredns_panics_total`.
+/// Increments `coredns_panics_total` (the server calls it for each recovered panic).
 pub fn panic_inc() {
     METRICS.panics.inc();
 }
@@ -261,6 +262,25 @@ pub struct Observation {
     pub duration: Duration,
 }
 
+impl Observation {
+    /// The observation for `req` answered with `rcode` by `plugin` (empty when the server
+    /// wrote the reply) in `response_size` bytes (0 when nothing was written); the duration
+    /// runs from when the server received the query.
+    pub fn from_request(req: &Request, rcode: u16, plugin: &'static str, response_size: usize) -> Observation {
+        Observation {
+            proto: req.proto,
+            family: family_of(&req.client),
+            qtype: req.qtype,
+            do_bit: req.dnssec_ok(),
+            request_size: if req.received_len > 0 { req.received_len } else { req.wire.len() },
+            response_size,
+            rcode,
+            plugin,
+            duration: req.started.elapsed(),
+        }
+    }
+}
+
 /// Pre-resolved series for one (server, zone, view): recording a query touches only atomics
 /// (series are created on first use).
 pub struct ZoneRecorder {
@@ -272,7 +292,10 @@ pub struct ZoneRecorder {
     request_size: [OnceLock<Histogram>; 2],
     response_size: [OnceLock<Histogram>; 2],
     do_requests: OnceLock<Counter>,
-    responses: RwLock<Vec<(u16, &'static str, Counter)>>,
+    /// (rcode, plugin) series seen so far; read lock-free, copied on the rare insert.
+    responses: ArcSwap<Vec<(u16, &'static str, Counter)>>,
+    /// Serialises inserts into `responses`.
+    responses_insert: Mutex<()>,
 }
 
 impl std::fmt::Debug for ZoneRecorder {
@@ -309,7 +332,8 @@ pub fn recorder_with_view(server: &str, zone: &str, view: &str) -> Arc<ZoneRecor
                 request_size: std::array::from_fn(|_| OnceLock::new()),
                 response_size: std::array::from_fn(|_| OnceLock::new()),
                 do_requests: OnceLock::new(),
-                responses: RwLock::new(Vec::new()),
+                responses: ArcSwap::from_pointee(Vec::new()),
+                responses_insert: Mutex::new(()),
             })
         })
         .clone()
@@ -317,7 +341,33 @@ pub fn recorder_with_view(server: &str, zone: &str, view: &str) -> Arc<ZoneRecor
 
 /// Records a query refused before any chain ran (`zone="dropped"`, `plugin=""`).
 pub fn record_dropped(server: &str, obs: &Observation) {
-    recorder(server, DROPPED).record(obs);
+    dropped_recorder(server).record(obs);
+}
+
+/// Records `req`, answered by the server itself with `rcode` in `response_size` bytes before
+/// any chain ran (no route, class refused, empty zone, recovered panic), as CoreDNS's
+/// `errorAndMetricsFunc` does: `zone="dropped"`, `plugin=""`, duration ~0.
+pub fn record_dropped_request(req: &Request, rcode: u16, response_size: usize) {
+    let mut obs = Observation::from_request(req, rcode, "", response_size);
+    obs.duration = Duration::ZERO;
+    dropped_recorder(&req.server).record(&obs);
+}
+
+/// The `dropped` recorder for a listener label, cached lock-free after the first use.
+fn dropped_recorder(server: &str) -> Arc<ZoneRecorder> {
+    static CACHE: LazyLock<ArcSwap<Vec<Arc<ZoneRecorder>>>> = LazyLock::new(|| ArcSwap::from_pointee(Vec::new()));
+    if let Some(r) = CACHE.load().iter().find(|r| r.server == server) {
+        return r.clone();
+    }
+    let r = recorder(server, DROPPED);
+    CACHE.rcu(|list| {
+        let mut next = (**list).clone();
+        if !next.iter().any(|x| x.server == server) {
+            next.push(r.clone());
+        }
+        next
+    });
+    r
 }
 
 fn proto_slot(p: Proto) -> usize {
@@ -384,12 +434,13 @@ impl ZoneRecorder {
     }
 
     fn inc_response(&self, rcode: u16, plugin: &'static str) {
-        if let Some((_, _, c)) = self.responses.read().iter().find(|(r, p, _)| *r == rcode && *p == plugin) {
+        if let Some((_, _, c)) = self.responses.load().iter().find(|(r, p, _)| *r == rcode && *p == plugin) {
             c.inc();
             return;
         }
-        let mut list = self.responses.write();
-        if let Some((_, _, c)) = list.iter().find(|(r, p, _)| *r == rcode && *p == plugin) {
+        let _insert = self.responses_insert.lock();
+        let current = self.responses.load_full();
+        if let Some((_, _, c)) = current.iter().find(|(r, p, _)| *r == rcode && *p == plugin) {
             c.inc();
             return;
         }
@@ -402,7 +453,9 @@ impl ZoneRecorder {
             ("plugin", plugin.to_string()),
         ]);
         counter.inc();
-        list.push((rcode, plugin, counter));
+        let mut next = (*current).clone();
+        next.push((rcode, plugin, counter));
+        self.responses.store(Arc::new(next));
     }
 }
 

@@ -77,7 +77,7 @@ pub fn banner(line: &str) {
 
 /// Prints `[FATAL] msg` to stdout and exits with status 1, as CoreDNS's `log.Fatal` helpers do.
 pub fn fatal(msg: impl fmt::Display) -> ! {
-    write_stdout(&format_line(Level::ERROR, "", &msg.to_string()).replacen("[ERROR]", "[FATAL]", 1));
+    write_stdout(&format!("[FATAL] {msg}\n"));
     std::process::exit(1)
 }
 

@@ -8,6 +8,18 @@
 //!
 //! Logging convention: `tracing` events with `target: "plugin/<name>"` render as
 //! `[LEVEL] plugin/<name>: message`; other targets render as `[LEVEL] message`.
+//!
+//! Wiring (what the process does with this module):
+//! - startup: [`logging::init`]`(quiet)`, [`dns_metrics::init`]`()`;
+//! - after each (re)build: [`wiring::after_build`]`(&plan, &chains)` (endpoints, readiness
+//!   checks, `coredns_plugin_enabled`; blocks briefly; its error reads like CoreDNS's listen
+//!   errors);
+//! - query path: the `prometheus` handler records chain results; the server records what it
+//!   answers itself before or instead of a chain (no route, class refused, empty zone, panic)
+//!   with [`dns_metrics::record_dropped_request`] and counts panics with
+//!   [`dns_metrics::panic_inc`];
+//! - reload: [`dns_metrics::set_reload_version`] / [`dns_metrics::reload_failed_inc`];
+//! - SIGTERM: [`http::final_shutdown`]`().await` (lameduck), stop DNS, [`http::stop_all`].
 
 pub mod dns_metrics;
 pub mod godur;
@@ -16,6 +28,7 @@ pub mod http;
 pub mod logging;
 pub mod process;
 pub mod readiness;
+pub mod wiring;
 
 use std::sync::OnceLock;
 
@@ -54,6 +67,8 @@ pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; versio
 
 /// The registry in Prometheus's text format 0.0.4 (what Go's `promhttp` serves by default).
 pub fn encode_text() -> String {
+    // Every page carries the core families, as Prometheus's default registry does in CoreDNS.
+    dns_metrics::init();
     let mut out = String::with_capacity(16 * 1024);
     let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry().lock());
     out
@@ -61,6 +76,7 @@ pub fn encode_text() -> String {
 
 /// The registry in OpenMetrics text format (served when a scraper asks for it).
 pub fn encode_openmetrics() -> String {
+    dns_metrics::init();
     let mut out = String::with_capacity(16 * 1024);
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry().lock());
     out

@@ -24,6 +24,10 @@ pub struct ProcessStats {
     pub max_fds: f64,
     /// The soft limit on address space (`u64::MAX` as a float when unlimited).
     pub virtual_max_bytes: f64,
+    /// Bytes received on all interfaces of the process's network namespace.
+    pub network_receive_bytes: f64,
+    /// Bytes sent on all interfaces of the process's network namespace.
+    pub network_transmit_bytes: f64,
 }
 
 /// Reads the current process's statistics from `/proc/self`.
@@ -46,6 +50,7 @@ pub fn read_stats() -> Option<ProcessStats> {
     let rss = field(24)?;
     let boot = boot_time().unwrap_or(0.0);
     let open_fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as f64).unwrap_or(0.0);
+    let (rx, tx) = network_bytes().unwrap_or((0.0, 0.0));
     Some(ProcessStats {
         cpu_seconds: (utime + stime) / ticks,
         resident_bytes: rss * page,
@@ -54,7 +59,23 @@ pub fn read_stats() -> Option<ProcessStats> {
         open_fds,
         max_fds: rlimit_soft(libc::RLIMIT_NOFILE),
         virtual_max_bytes: rlimit_soft(libc::RLIMIT_AS),
+        network_receive_bytes: rx,
+        network_transmit_bytes: tx,
     })
+}
+
+/// Sums received and transmitted bytes over the interfaces in `/proc/self/net/dev`.
+fn network_bytes() -> Option<(f64, f64)> {
+    let dev = std::fs::read_to_string("/proc/self/net/dev").ok()?;
+    let mut rx = 0.0;
+    let mut tx = 0.0;
+    for line in dev.lines().skip(2) {
+        let Some((_, counters)) = line.split_once(':') else { continue };
+        let fields: Vec<f64> = counters.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        rx += fields.first().copied().unwrap_or(0.0);
+        tx += fields.get(8).copied().unwrap_or(0.0);
+    }
+    Some((rx, tx))
 }
 
 fn boot_time() -> Option<f64> {
@@ -85,6 +106,21 @@ impl Collector for ProcessCollector {
             None,
             counter.metric_type(),
         )?)?;
+        for (name, help, value) in [
+            (
+                "process_network_receive_bytes",
+                "Number of bytes received by the process over the network.",
+                s.network_receive_bytes,
+            ),
+            (
+                "process_network_transmit_bytes",
+                "Number of bytes sent by the process over the network.",
+                s.network_transmit_bytes,
+            ),
+        ] {
+            let c = ConstCounter::new(value);
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
         let gauges = [
             ("process_max_fds", "Maximum number of open file descriptors.", s.max_fds),
             ("process_open_fds", "Number of open file descriptors.", s.open_fds),

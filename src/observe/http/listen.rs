@@ -47,7 +47,10 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
     let (host, port) = split_host_port(addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
     let port: u16 = match port.as_str() {
         "" => 0,
-        p => p.parse().map_err(|_| format!("listen tcp: lookup tcp/{p}: unknown port"))?,
+        p if p.bytes().all(|b| b.is_ascii_digit()) => {
+            p.parse().map_err(|_| format!("listen tcp: address {p}: invalid port"))?
+        }
+        p => service_port(p).ok_or_else(|| format!("listen tcp: lookup tcp/{p}: unknown port"))?,
     };
     if host.is_empty() {
         return Ok(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port));
@@ -65,6 +68,23 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .or_else(|| addrs.first())
         .copied()
         .ok_or_else(|| format!("listen tcp {addr}: lookup {host}: no such host"))
+}
+
+/// Looks a TCP service name up in `/etc/services` (as Go does), e.g. `http` → 80.
+fn service_port(name: &str) -> Option<u16> {
+    let services = std::fs::read_to_string("/etc/services").ok()?;
+    services.lines().find_map(|line| {
+        let line = line.split('#').next().unwrap_or("");
+        let mut fields = line.split_whitespace();
+        let service = fields.next()?;
+        let (port, proto) = fields.next()?.split_once('/')?;
+        let matches = proto == "tcp" && (service == name || fields.any(|alias| alias == name));
+        if matches {
+            port.parse().ok()
+        } else {
+            None
+        }
+    })
 }
 
 /// Binds a listening TCP socket for `addr` with SO_REUSEPORT (non-blocking, for tokio).
@@ -127,5 +147,6 @@ mod tests {
         assert_eq!(resolve(":9"), Ok("[::]:9".parse().unwrap()));
         assert_eq!(resolve("localhost:9").map(|a| a.port()), Ok(9));
         assert_eq!(resolve("bla:a"), Err("listen tcp: lookup tcp/a: unknown port".to_string()));
+        assert_eq!(resolve("127.0.0.1:70000"), Err("listen tcp: address 70000: invalid port".to_string()));
     }
 }

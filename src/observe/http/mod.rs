@@ -8,6 +8,7 @@
 pub mod listen;
 pub mod probe;
 pub mod serve;
+pub mod webconfig;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -43,22 +44,29 @@ pub struct EndpointSpec {
     pub routes: Vec<Route>,
     /// The health plugin's `lameduck` duration (zero if none).
     pub lameduck: Duration,
+    /// A web configuration file for TLS (`prometheus { tls PATH }`).
+    pub tls: Option<String>,
 }
 
 impl EndpointSpec {
     /// A `/health` endpoint.
     pub fn health(addr: &str, lameduck: Duration) -> EndpointSpec {
-        EndpointSpec { addr: addr.to_string(), routes: vec![Route::Health], lameduck }
+        EndpointSpec { addr: addr.to_string(), routes: vec![Route::Health], lameduck, tls: None }
     }
 
     /// A `/ready` endpoint.
     pub fn ready(addr: &str) -> EndpointSpec {
-        EndpointSpec { addr: addr.to_string(), routes: vec![Route::Ready], lameduck: Duration::ZERO }
+        EndpointSpec { addr: addr.to_string(), routes: vec![Route::Ready], lameduck: Duration::ZERO, tls: None }
     }
 
     /// A `/metrics` endpoint.
     pub fn metrics(addr: &str) -> EndpointSpec {
-        EndpointSpec { addr: addr.to_string(), routes: vec![Route::Metrics], lameduck: Duration::ZERO }
+        EndpointSpec { addr: addr.to_string(), routes: vec![Route::Metrics], lameduck: Duration::ZERO, tls: None }
+    }
+
+    /// A `/metrics` endpoint served over TLS as set in the web configuration at `path`.
+    pub fn metrics_tls(addr: &str, path: &str) -> EndpointSpec {
+        EndpointSpec { tls: Some(path.to_string()), ..EndpointSpec::metrics(addr) }
     }
 }
 
@@ -74,6 +82,7 @@ impl Drop for TaskGuard {
 /// A running endpoint. Dropping it closes the listener and stops its probe.
 struct Endpoint {
     routes: Vec<Route>,
+    tls: Option<String>,
     state: Arc<RouteState>,
     lameduck: Duration,
     local: SocketAddr,
@@ -87,6 +96,8 @@ impl Endpoint {
     /// Stops accepting and waits (briefly) until the listening socket is closed, so the port
     /// is free when this returns.
     fn shut(mut self) {
+        // Connections still open (keep-alive) get 404 from now on.
+        self.state.set(&[]);
         self.probe = None;
         self.stop = None;
         let _ = self.closed.recv_timeout(Duration::from_secs(2));
@@ -126,6 +137,9 @@ fn merge(desired: Vec<EndpointSpec>) -> BTreeMap<String, EndpointSpec> {
             Some(e) => {
                 e.routes.extend(spec.routes);
                 e.lameduck = e.lameduck.max(spec.lameduck);
+                if e.tls.is_none() {
+                    e.tls = spec.tls;
+                }
             }
             None => {
                 out.insert(spec.addr.clone(), spec);
@@ -157,11 +171,20 @@ pub fn apply(desired: Vec<EndpointSpec>) -> Result<(), String> {
 /// reconciles the running set with the union over all groups.
 pub fn apply_group(group: &str, desired: Vec<EndpointSpec>) -> Result<(), String> {
     let mut groups = GROUPS.lock();
-    let own: Vec<String> = desired.iter().map(|s| s.addr.clone()).collect();
+    let own = desired.clone();
     groups.insert(group.to_string(), desired);
     let all: Vec<EndpointSpec> = groups.values().flatten().cloned().collect();
-    let errors: Vec<String> =
-        reconcile(all).into_iter().filter(|(addr, _)| own.contains(addr)).map(|(_, e)| e).collect();
+    let mut errors = Vec::new();
+    for (addr, e) in reconcile(all) {
+        let mine: Vec<&EndpointSpec> = own.iter().filter(|s| s.addr == addr).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        if group == COREFILE_GROUP && mine.iter().any(|s| s.routes.contains(&Route::Metrics)) {
+            tracing::error!(target: "plugin/prometheus", "Failed to start metrics handler: {e}");
+        }
+        errors.push(e);
+    }
     if errors.is_empty() {
         Ok(())
     } else {
@@ -181,6 +204,11 @@ fn reconcile(desired: Vec<EndpointSpec>) -> Vec<(String, String)> {
     }
     let mut errors = Vec::new();
     for (addr, spec) in desired {
+        if hub.get(&addr).is_some_and(|ep| ep.tls != spec.tls) {
+            if let Some(ep) = hub.remove(&addr) {
+                ep.shut();
+            }
+        }
         if let Some(ep) = hub.get_mut(&addr) {
             if ep.routes != spec.routes {
                 ep.state.set(&spec.routes);
@@ -213,6 +241,13 @@ fn start(spec: &EndpointSpec) -> Result<Endpoint, String> {
         let _enter = rt.enter();
         tokio::net::TcpListener::from_std(std_listener).map_err(|e| format!("listen tcp {}: {e}", spec.addr))?
     };
+    let acceptor = match &spec.tls {
+        Some(path) => match webconfig::load(path)? {
+            Some(settings) => Some(tokio_rustls::TlsAcceptor::from(webconfig::server_config(&settings)?)),
+            None => None,
+        },
+        None => None,
+    };
     let state = Arc::new(RouteState::default());
     state.set(&spec.routes);
     let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -222,9 +257,20 @@ fn start(spec: &EndpointSpec) -> Result<Endpoint, String> {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        tokio::spawn(serve::serve_connection(stream, conn_state.clone()));
-                    }
+                    Ok((stream, _)) => match &acceptor {
+                        None => {
+                            tokio::spawn(serve::serve_connection(stream, conn_state.clone()));
+                        }
+                        Some(acceptor) => {
+                            let handshake = acceptor.accept(stream);
+                            let routes = conn_state.clone();
+                            tokio::spawn(async move {
+                                if let Ok(Ok(tls)) = tokio::time::timeout(serve::TIMEOUT, handshake).await {
+                                    serve::serve_connection(tls, routes).await;
+                                }
+                            });
+                        }
+                    },
                     Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
                 },
                 _ = stop_rx.changed() => break,
@@ -236,6 +282,7 @@ fn start(spec: &EndpointSpec) -> Result<Endpoint, String> {
     let probe = if spec.routes.contains(&Route::Health) { Some(start_probe(&spec.addr, local)?) } else { None };
     Ok(Endpoint {
         routes: spec.routes.clone(),
+        tls: spec.tls.clone(),
         state,
         lameduck: spec.lameduck,
         local,

@@ -31,15 +31,10 @@ pub async fn run(addr: String, bound: SocketAddr) {
     loop {
         tick.tick().await;
         let start = Instant::now();
-        let result = tokio::time::timeout(PROBE_TIMEOUT, get(target, &host)).await;
+        let result = probe_once(target, &host).await;
         let elapsed = start.elapsed();
         metrics().health_duration.observe(elapsed.as_secs_f64());
-        let err = match result {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e),
-            Err(_) => Some("context deadline exceeded (Client.Timeout exceeded while awaiting headers)".to_string()),
-        };
-        match err {
+        match result.err() {
             Some(e) => {
                 metrics().health_failures.inc();
                 tracing::warn!(target: "plugin/health", "Local health request to {url:?} failed: Get {url:?}: {e}");
@@ -56,7 +51,16 @@ pub async fn run(addr: String, bound: SocketAddr) {
     }
 }
 
-/// One GET; any HTTP response counts as success (as with Go's client).
+/// One probe with the 3 s limit: `GET /health` on `target` with `Host: host`. Any HTTP
+/// response counts as success (as with Go's client); the error reads like Go's
+/// (`dial tcp 127.0.0.1:8080: connect: connection refused`).
+pub async fn probe_once(target: SocketAddr, host: &str) -> Result<(), String> {
+    match tokio::time::timeout(PROBE_TIMEOUT, get(target, host)).await {
+        Ok(r) => r,
+        Err(_) => Err("context deadline exceeded (Client.Timeout exceeded while awaiting headers)".to_string()),
+    }
+}
+
 async fn get(target: SocketAddr, host: &str) -> Result<(), String> {
     let mut stream = TcpStream::connect(target).await.map_err(|e| format!("dial tcp {target}: {}", dial_error(&e)))?;
     let request =

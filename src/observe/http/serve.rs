@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Route;
 use crate::observe::readiness;
@@ -90,7 +90,10 @@ fn ready() -> Response<Full<Bytes>> {
 }
 
 /// Serves one accepted connection until it closes or goes quiet.
-pub async fn serve_connection(stream: TcpStream, routes: Arc<RouteState>) {
+pub async fn serve_connection<S>(stream: S, routes: Arc<RouteState>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let resp = handle(req.uri().path(), &routes);
         async move { Ok::<_, Infallible>(resp) }

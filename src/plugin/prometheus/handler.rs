@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use futures_util::future::BoxFuture;
 use hickory_proto::op::ResponseCode;
-use parking_lot::RwLock;
+use parking_lot::Mutex;
 
-use crate::observe::dns_metrics::{self, family_of, Observation, ZoneRecorder};
+use crate::observe::dns_metrics::{self, Observation, ZoneRecorder};
 use crate::plugin::{Next, Plugin};
 use crate::server::{Outcome, Reply, Request};
 
@@ -32,35 +33,41 @@ impl ServerSlot {
 /// The `prometheus` query handler.
 pub struct Prometheus {
     zones: Vec<String>,
-    servers: RwLock<Vec<ServerSlot>>,
+    servers: ArcSwap<Vec<Arc<ServerSlot>>>,
+    insert: Mutex<()>,
 }
 
 impl Prometheus {
     /// A handler for a block with `zones` (normalised) served on `servers` (listener labels).
     pub fn new(zones: Vec<String>, servers: &[String]) -> Prometheus {
-        let slots = servers.iter().map(|s| ServerSlot::new(s, &zones)).collect();
-        Prometheus { zones, servers: RwLock::new(slots) }
+        let slots = servers.iter().map(|s| Arc::new(ServerSlot::new(s, &zones))).collect();
+        Prometheus { zones, servers: ArcSwap::from_pointee(slots), insert: Mutex::new(()) }
     }
 
     /// Records one finished query.
     pub fn report(&self, req: &Request, out: &Outcome) {
         let zone = longest_match(&self.zones, &req.qname_lower);
         let obs = observation(req, out);
+        if let Some(slot) =
+            self.servers.load().iter().find(|s| Arc::ptr_eq(&s.server, &req.server) || s.server == req.server)
         {
-            let slots = self.servers.read();
-            if let Some(slot) = slots.iter().find(|s| Arc::ptr_eq(&s.server, &req.server) || s.server == req.server) {
-                pick(slot, zone).record(&obs);
-                return;
-            }
+            pick(slot, zone).record(&obs);
+            return;
         }
         // A listener label not known at build time: resolve it once.
-        let mut slots = self.servers.write();
-        if !slots.iter().any(|s| s.server == req.server) {
-            slots.push(ServerSlot::new(&req.server, &self.zones));
-        }
-        if let Some(slot) = slots.iter().find(|s| s.server == req.server) {
-            pick(slot, zone).record(&obs);
-        }
+        let _insert = self.insert.lock();
+        let current = self.servers.load_full();
+        let slot = match current.iter().find(|s| s.server == req.server) {
+            Some(slot) => slot.clone(),
+            None => {
+                let slot = Arc::new(ServerSlot::new(&req.server, &self.zones));
+                let mut next = (*current).clone();
+                next.push(slot.clone());
+                self.servers.store(Arc::new(next));
+                slot
+            }
+        };
+        pick(&slot, zone).record(&obs);
     }
 }
 
@@ -76,7 +83,7 @@ pub fn longest_match(zones: &[String], qname: &str) -> Option<usize> {
             || qname == z
             || (qname.len() > z.len()
                 && qname.ends_with(z.as_str())
-                && qname.as_bytes()[qname.len() - z.len() - 1] == b'.');
+                && qname.as_bytes().get(qname.len() - z.len() - 1) == Some(&b'.'));
         if hit && best.is_none_or(|(_, len)| z.len() > len) {
             best = Some((i, z.len()));
         }
@@ -105,17 +112,7 @@ pub fn observation(req: &Request, out: &Outcome) -> Observation {
         }
         None => (u16::from(out.rcode), "", 0),
     };
-    Observation {
-        proto: req.proto,
-        family: family_of(&req.client),
-        qtype: req.qtype,
-        do_bit: req.dnssec_ok(),
-        request_size: if req.received_len > 0 { req.received_len } else { req.wire.len() },
-        response_size,
-        rcode,
-        plugin,
-        duration: req.started.elapsed(),
-    }
+    Observation::from_request(req, rcode, plugin, response_size)
 }
 
 impl Plugin for Prometheus {
@@ -129,5 +126,20 @@ impl Plugin for Prometheus {
             self.report(req, &out);
             out
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn longest_zone_wins_on_label_boundaries() {
+        let zones = vec!["example.org.".to_string(), "sub.example.org.".to_string(), ".".to_string()];
+        assert_eq!(longest_match(&zones, "a.sub.example.org."), Some(1));
+        assert_eq!(longest_match(&zones, "example.org."), Some(0));
+        assert_eq!(longest_match(&zones, "notexample.org."), Some(2));
+        assert_eq!(longest_match(&zones[..2], "other.test."), None);
     }
 }

@@ -7,7 +7,7 @@ use super::handler::Prometheus;
 use crate::corefile::{CorefileError, Dispenser};
 use crate::observe::dns_metrics;
 use crate::observe::http::listen::split_host_port;
-use crate::observe::http::EndpointSpec;
+use crate::observe::http::{webconfig, EndpointSpec};
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
 
 /// Address used when none is given.
@@ -29,7 +29,10 @@ pub struct Config {
 impl Config {
     /// The HTTP endpoint this configuration asks for.
     pub fn endpoint(&self) -> EndpointSpec {
-        EndpointSpec::metrics(&self.addr)
+        match &self.tls_config {
+            Some(path) => EndpointSpec::metrics_tls(&self.addr, path),
+            None => EndpointSpec::metrics(&self.addr),
+        }
     }
 }
 
@@ -52,7 +55,9 @@ impl PluginConfig for Config {
             if !std::path::Path::new(path).exists() {
                 return Err(format!("TLS config file does not exist: {path}"));
             }
-            return Err("serving metrics over TLS is not supported".to_string());
+            if let Some(settings) = webconfig::load(path)? {
+                webconfig::server_config(&settings)?;
+            }
         }
         dns_metrics::init();
         dns_metrics::set_build_info(env!("CARGO_PKG_VERSION"), option_env!("NODECACHE_REVISION").unwrap_or(""), "rust");
