@@ -159,32 +159,8 @@ impl Engine {
 /// Starts/stops the health, ready and metrics endpoints the plan asks for, installs the
 /// readiness checks of blocks that use `ready`, and sets `coredns_plugin_enabled`.
 fn publish_observability(rt: &Runtime) -> Result<(), String> {
-    use crate::observe::{dns_metrics, http, readiness};
-    let mut endpoints = Vec::new();
-    let mut checks: Vec<(String, readiness::ReadyFn)> = Vec::new();
-    dns_metrics::reset_plugin_enabled();
-    for block in &rt.plan.blocks {
-        for cfg in &block.plugins {
-            if let Some(spec) = http::endpoint_for(cfg.as_ref()) {
-                endpoints.push(spec);
-            }
-        }
-    }
-    for (_, lr) in &rt.listeners {
-        for (zone, block) in lr.table.entries() {
-            for p in block.chain.iter() {
-                dns_metrics::set_plugin_enabled(&lr.label, zone, p.name());
-            }
-            if rt.plan.blocks.get(block.index).and_then(|b| b.plugin("ready")).is_some() {
-                for p in block.chain.iter() {
-                    let p = p.clone();
-                    checks.push((p.name().to_string(), Arc::new(move || p.ready())));
-                }
-            }
-        }
-    }
-    readiness::set_ready_checks(checks, false);
-    http::apply(endpoints)
+    let chains: Vec<crate::plugin::Chain> = rt.blocks.iter().map(|b| b.chain.clone()).collect();
+    crate::observe::wiring::after_build(&rt.plan, &chains)
 }
 
 /// The embedded default served when no Corefile is given: a loopback cache forwarding to the

@@ -74,6 +74,8 @@ pub struct Runtime {
     pub plan: Plan,
     /// Listeners and what they serve.
     pub listeners: Vec<(ListenerKey, Arc<ListenerRuntime>)>,
+    /// Every built block, in plan order.
+    pub blocks: Vec<Arc<Block>>,
 }
 
 /// Builds the runtime for `plan`, reusing carried state from `carry`.
@@ -125,5 +127,5 @@ pub fn build(plan: Plan, carry: Arc<Carryover>) -> Result<Runtime, String> {
             Arc::new(ListenerRuntime { label: Arc::from(lp.label.as_str()), table, class_chaos, tcp }),
         ));
     }
-    Ok(Runtime { plan, listeners })
+    Ok(Runtime { plan, listeners, blocks })
 }
