@@ -483,3 +483,78 @@ async fn metrics_use_coredns_names_and_labels() {
     assert!(text.contains("# TYPE coredns_forward_max_concurrent_rejects counter"));
     assert!(text.lines().any(|l| l.starts_with("coredns_forward_max_concurrent_rejects_total ")));
 }
+
+#[tokio::test]
+async fn max_age_closes_old_connections_even_when_busy() {
+    let r = Responder::start(Behavior::default()).await;
+    let s = Setup::new(&format!("forward . {} {{\nexpire 200ms\nmax_age 200ms\n}}", r.addr));
+    s.ask("a.example.", Proto::Tcp).await;
+    for i in 0..4 {
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        s.ask(&format!("b{i}.example."), Proto::Tcp).await;
+    }
+    // Used every 80ms so never idle-expired, but replaced once older than max_age.
+    let conns = r.seen.tcp_conns.load(Ordering::SeqCst);
+    assert!(conns >= 2, "connections: {conns}");
+}
+
+#[tokio::test]
+async fn chaos_queries_pass_through() {
+    // case 42: version.bind CH TXT
+    let r = Responder::start(Behavior { txt: Some("CoreDNS-001".to_string()), ..Default::default() }).await;
+    let s = Setup::new(&format!("forward . {}", r.addr));
+    let mut m = hickory_proto::op::Message::query();
+    m.metadata.id = 4242;
+    let mut q =
+        hickory_proto::op::Query::query(hickory_proto::rr::Name::from_ascii("version.bind.").unwrap(), RecordType::TXT);
+    q.set_query_class(hickory_proto::rr::DNSClass::CH);
+    m.add_query(q);
+    let mut req = request("version.bind.", RecordType::TXT, Proto::Udp, None);
+    req.wire = m.to_vec().unwrap();
+    req.qclass = 3;
+    let out = s.serve(&mut req).await;
+    let reply = reply_msg(&out);
+    assert_eq!(reply.metadata.id, 4242);
+    assert_eq!(reply.queries[0].query_class(), hickory_proto::rr::DNSClass::CH);
+    let txt = match &reply.answers[0].data {
+        hickory_proto::rr::RData::TXT(t) => {
+            t.txt_data.iter().map(|d| String::from_utf8_lossy(d).to_string()).collect::<Vec<_>>()
+        }
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(txt, vec!["CoreDNS-001"]);
+}
+
+#[tokio::test]
+async fn probes_use_tcp_with_force_tcp() {
+    let r = Responder::start(Behavior::default()).await;
+    let udp = Setup::new(&format!("forward . {}", r.addr));
+    assert!(udp.upstream(0).check().await);
+    assert_eq!((r.probes(), r.seen.stream_probes.load(Ordering::SeqCst)), (1, 0));
+    let tcp = Setup::new(&format!("forward . {} {{\nforce_tcp\n}}", r.addr));
+    assert!(tcp.upstream(0).check().await);
+    assert_eq!((r.probes(), r.seen.stream_probes.load(Ordering::SeqCst)), (2, 1));
+    assert_eq!(r.seen.probes.lock().clone(), vec![true, true], "probes ask with RD by default");
+}
+
+#[tokio::test]
+async fn refused_udp_upstream_error_reads_like_go() {
+    let dead = dead_addr().await;
+    let s = Setup::new(&format!("forward . {dead} {{\nmax_fails 0\n}}"));
+    let (_, out) = s.ask("refused.example.", Proto::Udp).await;
+    assert_eq!(out.rcode, ResponseCode::ServFail);
+    let e = out.error.unwrap();
+    assert!(e.starts_with("read udp 127.0.0.1:"), "{e}");
+    assert!(e.ends_with(&format!("->{dead}: read: connection refused")), "{e}");
+}
+
+#[tokio::test]
+async fn ipv6_loopback_upstream() {
+    let r = Responder::start_on("[::1]:0", Behavior::default()).await;
+    let s = Setup::new(&format!("forward . {}", r.addr));
+    let (req, out) = s.ask("v6.example.", Proto::Udp).await;
+    assert_eq!(reply_msg(&out).answers.len(), 1);
+    assert_eq!(req.get_metadata("forward/upstream"), Some(format!("[::1]:{}", r.addr.port()).as_str()));
+    s.ask("v6tcp.example.", Proto::Tcp).await;
+    assert_eq!((r.udp(), r.tcp()), (1, 1));
+}

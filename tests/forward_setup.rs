@@ -82,6 +82,10 @@ fn to_forms() {
     // hostnames are resolved at setup
     let s = one("forward . localhost:1053");
     assert!(s.upstreams.iter().all(|u| u.addr.ip().is_loopback() && u.addr.port() == 1053), "{s:?}");
+    // IPv6 TLS upstream with a per-upstream server name
+    let s = one("forward . tls://[2400:3200::1%dns.alidns.com]:853 {\ntls\n}");
+    assert_eq!(addrs(&s), vec!["tls://[2400:3200::1]:853"]);
+    assert_eq!(s.upstreams[0].sni.as_deref(), Some("dns.alidns.com"));
     // DoH upstream is accepted by the parser
     assert_eq!(addrs(&one("forward . https://127.0.0.1")), vec!["https://127.0.0.1:443"]);
 }

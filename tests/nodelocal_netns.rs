@@ -18,6 +18,9 @@ use pretty_assertions::assert_eq;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// Serialises the namespace tests: iptables calls contend for the xtables lock.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn have(cmd: &str) -> bool {
     Command::new(cmd).arg("--version").output().is_ok_and(|o| o.status.success())
         || Command::new(cmd).arg("-V").output().is_ok_and(|o| o.status.success())
@@ -26,6 +29,7 @@ fn have(cmd: &str) -> bool {
 /// A named network namespace, deleted on drop.
 struct Netns {
     name: String,
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Netns {
@@ -41,13 +45,14 @@ impl Netns {
                 return None;
             }
         }
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let name = format!("nctest-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let ok = Command::new("ip").args(["netns", "add", &name]).status().is_ok_and(|s| s.success());
         if !ok {
             println!("SKIP: cannot create a network namespace");
             return None;
         }
-        Some(Netns { name })
+        Some(Netns { name, _serial: serial })
     }
 
     /// Whether the kernel can create `dummy` links (some VM kernels lack the module).
@@ -348,8 +353,10 @@ fn periodic_loop_repairs_rules_each_interval() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(ns.all_rules("iptables"), 12);
-    setup.stop();
+    // Teardown stops the loop and removes the rules.
+    assert_eq!(ns.run(|| setup.teardown()), Ok(()));
     handle.join().unwrap();
+    assert_eq!(ns.all_rules("iptables"), 0);
 }
 
 /// A stand-in `iptables` that reports a held xtables lock for everything but `--version`.

@@ -195,3 +195,41 @@ fn update_corefile_failures_count_configmap_and_do_not_write() {
     // Other tests may count too, so check at least our three.
     assert!(metrics::value(SetupErrorKind::Configmap) >= before + 3);
 }
+
+#[test]
+fn shipped_stub_domain_example_is_what_the_binary_writes() {
+    let sed = BASE
+        .replace("__PILLAR__DNS__DOMAIN__", "cluster.local")
+        .replace("__PILLAR__LOCAL__DNS__", "169.254.20.10")
+        .replace("__PILLAR__CLUSTER__DNS__", "10.96.0.10");
+    let cfg = KubeDnsConfig {
+        federations: BTreeMap::new(),
+        stub_domains: BTreeMap::from([
+            ("corp.example".to_string(), vec!["10.0.0.53".to_string(), "10.0.0.54".to_string()]),
+            ("consul.local".to_string(), vec!["10.0.0.60:8600".to_string()]),
+        ]),
+        upstream_nameservers: vec!["1.1.1.1".into(), "8.8.8.8".into()],
+    };
+    let p = TemplateParams {
+        local_ip_str: "169.254.20.10".into(),
+        dns_port: "53".into(),
+        cluster_dns_ip: None,
+        prometheus_listen_address: ":9253".into(),
+    };
+    let text = template::render(&sed, &cfg, &p).unwrap();
+    assert_eq!(text, include_str!("../corefiles/stub-domains.Corefile"));
+}
+
+#[test]
+fn shipped_cilium_lrp_example_is_what_the_binary_writes() {
+    let p = TemplateParams {
+        local_ip_str: "0.0.0.0".into(),
+        dns_port: "53".into(),
+        cluster_dns_ip: Some("10.96.0.11".parse().unwrap()),
+        prometheus_listen_address: ":9253".into(),
+    };
+    let text =
+        template::render(include_str!("../corefiles/cilium-lrp.Corefile.base"), &KubeDnsConfig::default(), &p).unwrap();
+    assert_eq!(text, include_str!("../corefiles/cilium-lrp.Corefile"));
+    assert!(text.contains("    bind 0.0.0.0\n") && text.contains("    health :8080\n"));
+}

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::corefile::{CorefileError, Dispenser, ErrorKind, ServerBlock, Token};
@@ -35,6 +36,18 @@ pub fn fallback_blocks(port: u16) -> Vec<ServerBlock> {
         keys: vec![tok(&format!(".:{port}"), 1)],
         directives: vec![("whoami".into(), vec![tok("whoami", 2)]), ("log".into(), vec![tok("log", 3)])],
     }]
+}
+
+/// Reads, parses and plans the Corefile at `path`.
+pub fn load_file(path: &Path, opts: &PlanOptions) -> Result<Plan, CorefileError> {
+    let blocks = crate::corefile::parse_file(path, &Default::default())?;
+    build_plan(&blocks, opts)
+}
+
+/// Parses and plans Corefile text (`file` names it in errors).
+pub fn load_str(text: &str, file: &str, opts: &PlanOptions) -> Result<Plan, CorefileError> {
+    let blocks = crate::corefile::parse_str(text, file, &Default::default())?;
+    build_plan(&blocks, opts)
 }
 
 /// Builds the plan: normalises keys, runs every directive's setup, checks for duplicate and
@@ -447,5 +460,50 @@ whoami",
             .collect();
         assert_eq!(built, vec![("reload", false), ("bind", false), ("errors", true), ("log", true)]);
         assert_eq!(labels(&p), vec!["dns://127.0.0.1:1053"]);
+    }
+
+    fn load(text: &str) -> Result<Plan, String> {
+        load_str(text, "Corefile", &PlanOptions::default()).map_err(|e| e.coredns_message())
+    }
+
+    #[test]
+    fn node_local_dns_corefile() {
+        let text = "cluster.local:53 {\n errors\n cache {\n success 9984 30\n denial 9984 5\n }\n reload\n loop\n \
+                    bind 169.254.20.10 10.0.0.10\n forward . 10.0.0.11 {\n force_tcp\n }\n prometheus :9253\n \
+                    health 169.254.20.10:8080\n}\n\
+                    in-addr.arpa:53 {\n errors\n cache 30\n reload\n loop\n bind 169.254.20.10 10.0.0.10\n \
+                    forward . 10.0.0.11 {\n force_tcp\n }\n prometheus :9253\n}\n\
+                    .:53 {\n errors\n cache 30\n reload\n loop\n bind 169.254.20.10 10.0.0.10\n \
+                    forward . /etc/resolv.conf\n prometheus :9253\n}\n";
+        let p = load(text).expect("node-local-dns plan");
+        assert_eq!(labels(&p), vec!["dns://169.254.20.10:53", "dns://10.0.0.10:53"]);
+        let zones: Vec<&str> = p.listeners[0].zones.iter().map(|(z, _)| z.as_str()).collect();
+        assert_eq!(zones, vec!["cluster.local.", "in-addr.arpa.", "."]);
+        let names: Vec<&str> = p.blocks[0].plugins.iter().map(|c| c.name()).collect();
+        assert_eq!(names, vec!["reload", "bind", "health", "prometheus", "errors", "cache", "loop", "forward"]);
+    }
+
+    #[test]
+    fn parsed_corefile_errors() {
+        assert_eq!(
+            load(".:53 {\n whoami\n}\n.:53 {\n whoami\n}\n").err(),
+            Some("cannot serve dns://.:53 - it is already defined".to_string())
+        );
+        assert_eq!(
+            load("example.org {\n log . \"{remote} {name}\" {\n class bogus\n }\n}\n").err(),
+            Some("plugin/log: invalid Class: bogus".to_string())
+        );
+        assert_eq!(load("").map(|p| labels(&p)), Ok(vec!["dns://:53".to_string()]));
+    }
+
+    #[test]
+    fn load_file_reads_a_real_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("Corefile");
+        std::fs::write(&path, "example.org:1053 {\n whoami\n log\n}\n").expect("write");
+        let p = load_file(&path, &PlanOptions::default()).expect("plan");
+        assert_eq!(labels(&p), vec!["dns://:1053"]);
+        let missing = load_file(&dir.path().join("nope"), &PlanOptions::default());
+        assert!(missing.is_err());
     }
 }

@@ -76,8 +76,7 @@ fn split_host_port(s: &str) -> Result<(Vec<String>, Option<i64>), String> {
     let Some(net) = parse_cidr(host) else {
         return Ok((vec![host.to_string()], port));
     };
-    let b = host.as_bytes();
-    if b[0] == b':' || (b[0] == b'0' && host.contains(':')) {
+    if host.starts_with(':') || (host.starts_with('0') && host.contains(':')) {
         return Err(format!("invalid CIDR {host}"));
     }
     Ok((reverse_zones(net), port))
@@ -357,5 +356,18 @@ mod tests {
         assert_eq!(host_port_label("::1", 53), "[::1]:53");
         assert_eq!(host_port_label("fe80::1%eth0", 53), "[fe80::1%eth0]:53");
         assert_eq!(host_port_label("::ffff:1.2.3.4", 53), "1.2.3.4:53");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(key in "[a-zA-Z0-9.:/\\\\-]{0,300}") {
+            let tok = Token::new(key.clone(), std::sync::Arc::from("Corefile"), 1, 1);
+            if let Ok(keys) = normalize_key(&tok, 53) {
+                for k in keys {
+                    proptest::prop_assert!(k.zone.ends_with('.'));
+                    proptest::prop_assert_eq!(k.zone.to_lowercase(), k.zone.clone());
+                }
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ pub mod order;
 pub mod plan;
 pub mod registry;
 
-pub use build::{build_plan, PlanOptions};
-pub use explain::explain;
+pub use build::{build_plan, load_file, load_str, PlanOptions};
+pub use explain::{explain, startup_text};
 pub use keys::normalize_key;
 pub use plan::{BlockPlan, ListenerPlan, Plan, Transport, ZoneKey};

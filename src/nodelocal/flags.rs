@@ -441,7 +441,43 @@ pub fn parse(argv0: &str, args: &[String]) -> Result<FlagsOutcome, FlagError> {
     Ok(FlagsOutcome::Run { flags: Box::new(flags), args: rest })
 }
 
+/// Parses the process's own command line; on help or error prints what Go prints and exits
+/// (help: usage to stderr, exit 0; grammar error: message and usage to stderr, exit 2;
+/// validation error: `[FATAL] Error parsing flags - …, Exiting` to stderr, exit 1).
+pub fn parse_or_exit() -> (NodeCacheFlags, Vec<String>) {
+    let mut argv = std::env::args();
+    let argv0 = argv.next().unwrap_or_else(|| "node-cache".to_string());
+    let rest: Vec<String> = argv.collect();
+    match parse(&argv0, &rest) {
+        Ok(FlagsOutcome::Run { flags, args }) => (*flags, args),
+        Ok(FlagsOutcome::Help { usage }) => {
+            eprint!("{usage}");
+            std::process::exit(0)
+        }
+        Err(e @ FlagError::Syntax { .. }) => {
+            eprint!("{}", e.stderr_text());
+            std::process::exit(e.exit_code())
+        }
+        Err(e) => {
+            eprintln!("[FATAL] {}", e.stderr_text());
+            std::process::exit(e.exit_code())
+        }
+    }
+}
+
+/// CoreDNS's FATAL text for positional leftovers (`extra command line arguments: [a b]`), or
+/// `None` when there are none.
+pub fn extra_args_message(args: &[String]) -> Option<String> {
+    (!args.is_empty()).then(|| format!("extra command line arguments: {}", goparse::fmt_list(args)))
+}
+
 impl NodeCacheFlags {
+    /// The INFO lines node-cache logs after parsing: `Using Corefile <conf>` and
+    /// `Using Pidfile <pidfile>` (both always, even when empty).
+    pub fn startup_messages(&self) -> Vec<String> {
+        vec![format!("Using Corefile {}", self.corefile), format!("Using Pidfile {}", self.pidfile)]
+    }
+
     /// True when the local IPs are IPv6 (picks `ip6tables`).
     pub fn is_ipv6(&self) -> bool {
         self.local_ips.first().is_some_and(goparse::is_ipv6)
@@ -630,6 +666,15 @@ mod tests {
         assert!(e.stderr_text().starts_with("bad flag syntax: -=x\n"));
         let e = err(&["-localip"]);
         assert!(e.stderr_text().starts_with("flag needs an argument: -localip\n"));
+    }
+
+    #[test]
+    fn extra_args() {
+        assert_eq!(extra_args_message(&[]), None);
+        assert_eq!(
+            extra_args_message(&args(&["false", "x"])).as_deref(),
+            Some("extra command line arguments: [false x]")
+        );
     }
 
     #[test]

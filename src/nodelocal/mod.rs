@@ -1,5 +1,7 @@
 //! node-cache's own parts: flags, Corefile template and stub domains, networking setup.
 //!
+//! Start with [`app::CacheApp`], which ties everything together in node-cache's order.
+//!
 //! Modules and their entry points (the binary `src/bin/node-cache.rs` wires them):
 //! - [`flags`]: `flags::parse(argv0, args)` → `FlagsOutcome::{Run{flags, args}, Help{usage}}` or
 //!   `FlagError` (`stderr_text()`, `exit_code()`); `flags::usage(argv0)`. `NodeCacheFlags` has
@@ -18,11 +20,15 @@
 //! - [`setup`]: `NetworkSetup::from_flags(&flags)`; `setup_networking(with_iptables)`,
 //!   `spawn_periodic(interval)` (pidfile gating, then every `-syncinterval`), `teardown()`.
 //!   Blocking: call from plain threads or `spawn_blocking`.
+//! - [`policy_lint`]: `lint_yaml(file, text, &LintOptions::default())` / `lint_path(path, ..)`:
+//!   warns about Cilium policies allowing DNS to kube-dns but not to node-local-dns.
+pub mod app;
 pub mod flags;
 pub mod goparse;
 pub mod iptables;
 pub mod kubedns;
 pub mod metrics;
 pub mod netif;
+pub mod policy_lint;
 pub mod setup;
 pub mod template;

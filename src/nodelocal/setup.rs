@@ -42,6 +42,8 @@ pub struct NetworkSetup {
     iptables: Option<Iptables>,
     netif: Option<NetifManager>,
     stop: Arc<(Mutex<StopState>, Condvar)>,
+    /// Held by each periodic pass and by teardown, so a pass never runs after teardown.
+    busy: Mutex<()>,
 }
 
 fn count_iptables(e: &IptablesError) {
@@ -84,6 +86,7 @@ impl NetworkSetup {
             iptables,
             netif,
             stop: Arc::new((Mutex::new(StopState::default()), Condvar::new())),
+            busy: Mutex::new(()),
         }
     }
 
@@ -129,6 +132,14 @@ impl NetworkSetup {
         }
     }
 
+    /// A full pass from the periodic loop; skipped once stopped (teardown may have run).
+    fn periodic_pass(&self) {
+        let _busy = self.busy.lock();
+        if !self.stopped() {
+            self.setup_networking(true);
+        }
+    }
+
     fn stopped(&self) -> bool {
         self.stop.0.lock().map(|s| s.stopped).unwrap_or(true)
     }
@@ -167,7 +178,7 @@ impl NetworkSetup {
                     return;
                 }
             }
-            self.setup_networking(true);
+            self.periodic_pass();
         }
         let mut next = Instant::now() + interval;
         loop {
@@ -175,7 +186,7 @@ impl NetworkSetup {
                 tracing::warn!("Exiting iptables/interface check goroutine");
                 return;
             }
-            self.setup_networking(true);
+            self.periodic_pass();
             // A ticker drops ticks that were missed while a setup ran long.
             let now = Instant::now();
             next += interval;
@@ -206,6 +217,8 @@ impl NetworkSetup {
     pub fn teardown(&self) -> Result<(), String> {
         tracing::info!("Tearing down");
         self.stop();
+        // Unlike node-cache, wait for an in-flight periodic pass so it cannot re-add rules.
+        let _busy = self.busy.lock();
         let mut last: Result<(), String> = Ok(());
         if self.params.setup_iptables {
             if let Some(ipt) = &self.iptables {

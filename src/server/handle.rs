@@ -3,22 +3,19 @@
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::FutureExt;
 use hickory_proto::op::ResponseCode;
 
+use crate::observe::dns_metrics::{self, Observation};
 use crate::plugin::Next;
 
 use super::query::{self, Accepted};
 use super::reply;
 use super::request::{Proto, Reply, Request};
 use super::runtime::ListenerRuntime;
-
-/// Panics recovered while serving (mirrored into `coredns_panics_total` by observe).
-pub static PANICS: AtomicU64 = AtomicU64::new(0);
 
 /// Rcodes for which the server writes the reply itself when the chain wrote nothing.
 fn server_writes(rcode: ResponseCode) -> bool {
@@ -56,17 +53,17 @@ pub async fn handle(
         metadata: Vec::new(),
     };
     if !lr.class_chaos && req.qclass != 1 {
-        return Some(reply::error_reply(&req, 5));
+        return Some(refuse_dropped(&req));
     }
     if req.edns.as_ref().is_some_and(|e| e.version != 0) {
         return Some(query::badvers(&req.wire));
     }
     let is_ds = req.qtype == 43;
     let Some((zone, block)) = lr.table.route(&req.qname_lower, is_ds) else {
-        return Some(reply::error_reply(&req, 5));
+        return Some(refuse_dropped(&req));
     };
     if block.chain.is_empty() {
-        return Some(reply::error_reply(&req, 5));
+        return Some(refuse_dropped(&req));
     }
     req.zone = Arc::from(zone);
     let block = block.clone();
@@ -80,7 +77,7 @@ pub async fn handle(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "panic".to_string());
             tracing::error!("Recovered from panic in server: \"{}\" {}", lr.label, msg);
-            PANICS.fetch_add(1, Ordering::Relaxed);
+            dns_metrics::panic_inc();
             return Some(reply::error_reply(&req, 2));
         }
     };
@@ -90,4 +87,24 @@ pub async fn handle(
         None if server_writes(outcome.rcode) => Some(reply::error_reply(&req, u16::from(outcome.rcode) & 0x0f)),
         None => None,
     }
+}
+
+/// REFUSED written by the server before any chain ran, recorded as `zone="dropped"`.
+fn refuse_dropped(req: &Request) -> Vec<u8> {
+    let out = reply::error_reply(req, 5);
+    dns_metrics::record_dropped(
+        &req.server,
+        &Observation {
+            proto: req.proto,
+            family: dns_metrics::family_of(&req.client),
+            qtype: req.qtype,
+            do_bit: req.dnssec_ok(),
+            request_size: req.received_len,
+            response_size: out.len(),
+            rcode: 5,
+            plugin: "",
+            duration: req.started.elapsed(),
+        },
+    );
+    out
 }

@@ -40,6 +40,8 @@ pub struct Behavior {
     pub wrong_id_first: bool,
     /// Close each TCP connection after one answer.
     pub close_after_answer: bool,
+    /// Answer with one TXT record (in the query's class) carrying this text instead of A records.
+    pub txt: Option<String>,
 }
 
 impl Default for Behavior {
@@ -54,6 +56,7 @@ impl Default for Behavior {
             wrong_question: false,
             wrong_id_first: false,
             close_after_answer: false,
+            txt: None,
         }
     }
 }
@@ -69,6 +72,8 @@ pub struct Seen {
     pub probes: Mutex<Vec<bool>>,
     /// Accepted TCP connections.
     pub tcp_conns: AtomicUsize,
+    /// Health probes that came over TCP (or TLS).
+    pub stream_probes: AtomicUsize,
     /// UDP source ports of queries.
     pub udp_ports: Mutex<Vec<u16>>,
     /// Query IDs received.
@@ -88,8 +93,13 @@ pub struct Responder {
 impl Responder {
     /// Starts a responder on 127.0.0.1.
     pub async fn start(behavior: Behavior) -> Responder {
+        Responder::start_on("127.0.0.1:0", behavior).await
+    }
+
+    /// Starts a responder on a loopback address such as `[::1]:0`.
+    pub async fn start_on(bind: &str, behavior: Behavior) -> Responder {
         let (udp, tcp) = loop {
-            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let udp = UdpSocket::bind(bind).await.unwrap();
             let addr = udp.local_addr().unwrap();
             if let Ok(tcp) = TcpListener::bind(addr).await {
                 break (udp, tcp);
@@ -186,6 +196,7 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(mut conn: S, b: Arc<Mut
         let probe = is_probe(&q);
         if probe {
             s.probes.lock().push(q[2] & 1 == 1);
+            s.stream_probes.fetch_add(1, Ordering::SeqCst);
         } else {
             s.tcp.fetch_add(1, Ordering::SeqCst);
             s.ids.lock().push(u16::from_be_bytes([q[0], q[1]]));
@@ -319,6 +330,17 @@ fn answer(q: &[u8], b: &Behavior, udp: bool) -> Vec<u8> {
         out.extend_from_slice(&q[pos + 1..qend]);
     } else {
         out.extend_from_slice(&q[12..qend]);
+    }
+    if let (Some(txt), false) = (&b.txt, is_probe(q)) {
+        out[7] = 1;
+        let class = &q[pos + 3..qend];
+        out.extend_from_slice(&[0xC0, 12, 0, 16]);
+        out.extend_from_slice(class);
+        out.extend_from_slice(&[0, 0, 0, 0]);
+        out.extend_from_slice(&((txt.len() + 1) as u16).to_be_bytes());
+        out.push(txt.len() as u8);
+        out.extend_from_slice(txt.as_bytes());
+        return out;
     }
     let n = if (udp && b.truncate_udp) || is_probe(q) { 0 } else { b.answers };
     out[7] = n as u8;

@@ -29,6 +29,16 @@ pub enum Level {
 }
 
 impl Level {
+    /// The level word as written in a Corefile.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warning => "warning",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        }
+    }
+
     fn from_word(s: &str) -> Option<Level> {
         match s {
             "error" => Some(Level::Error),
@@ -73,10 +83,10 @@ impl PluginConfig for Config {
         }
         for p in &self.patterns {
             parts.push(format!(
-                "consolidate {} '{}' {:?}{}",
+                "consolidate {} '{}' {}{}",
                 duration::format_std(p.period),
                 p.regex.as_str(),
-                p.level,
+                p.level.as_str(),
                 if p.show_first { " show_first" } else { "" }
             ));
         }

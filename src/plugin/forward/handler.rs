@@ -12,7 +12,7 @@ use rand::Rng;
 use super::inflight::{Inflight, Role};
 use super::metrics::families;
 use super::msg;
-use super::policy::Policy;
+use super::policy::{Policy, MAX_ORDER};
 use super::setup::Stanza;
 use super::upstream::{ExchangeError, Net, Upstream};
 use crate::plugin::{Next, Plugin};
@@ -88,7 +88,11 @@ impl Drop for ConcurrencyGuard<'_> {
 
 impl Forward {
     /// A handler for `s` using `upstreams` (parallel to `s.upstreams`).
-    pub fn new(s: &Stanza, upstreams: Vec<Arc<Upstream>>) -> Forward {
+    pub fn new(s: &Stanza, mut upstreams: Vec<Arc<Upstream>>) -> Forward {
+        if upstreams.len() > MAX_ORDER {
+            tracing::warn!(target: "plugin/forward", "using only the first {MAX_ORDER} of {} upstreams", upstreams.len());
+            upstreams.truncate(MAX_ORDER);
+        }
         let n = upstreams.len() as u64;
         Forward {
             from: s.from.clone(),
@@ -105,7 +109,7 @@ impl Forward {
             prefer_udp: s.prefer_udp,
             max_concurrent: s.max_concurrent,
             concurrent: AtomicU64::new(0),
-            limit_err: format!("concurrent queries exceeded maximum {}", s.max_concurrent),
+            limit_err: format!("concurrent queries exceeded maximum {}", s.max_concurrent_text),
             next_rcodes: s.next_rcodes.clone(),
             next_on_nodata: s.next_on_nodata,
             failfast: s.failfast,
@@ -183,8 +187,13 @@ impl Forward {
         }
     }
 
-    /// Runs the attempt loop once per set of identical in-flight queries.
+    /// Runs the attempt loop once per set of identical in-flight queries. HINFO queries are
+    /// never shared: the `loop` plugin's probe must travel a forwarding loop hop by hop to be
+    /// counted, and sharing would park each hop behind the previous one instead.
     async fn coalesced(&self, req: &Request, limit: usize) -> Shared {
+        if req.qtype == u16::from(hickory_proto::rr::RecordType::HINFO) {
+            return self.attempts(req, limit).await;
+        }
         let mut key = Vec::with_capacity(req.wire.len() + 3);
         key.push(match req.proto {
             Proto::Udp => 0,
@@ -207,9 +216,12 @@ impl Forward {
 
     /// CoreDNS's attempt loop.
     async fn attempts(&self, req: &Request, limit: usize) -> Shared {
-        let n = self.upstreams.len();
-        let order = self.policy.order(n);
+        let order = self.policy.order(self.upstreams.len());
         let list = order.as_slice();
+        let n = list.len();
+        if n == 0 {
+            return Shared { result: LoopResult::Failed(ERR_NO_HEALTHY.to_string()), upstream: None };
+        }
         let deadline = tokio::time::Instant::now() + QUERY_DEADLINE;
         let mut framed = Vec::with_capacity(req.wire.len() + 2);
         framed.extend_from_slice(&(req.wire.len() as u16).to_be_bytes());

@@ -143,3 +143,32 @@ impl<T: Clone> Follower<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[tokio::test]
+    async fn followers_share_the_leaders_result() {
+        let table: Inflight<u32> = Inflight::default();
+        let Role::Leader(leader) = table.join(b"k".to_vec()) else { panic!("first caller leads") };
+        let Role::Follower(follower) = table.join(b"k".to_vec()) else { panic!("second caller follows") };
+        assert!(matches!(table.join(b"other".to_vec()), Role::Leader(_)));
+        let waiter = tokio::spawn(follower.wait());
+        tokio::task::yield_now().await;
+        leader.finish(&7);
+        assert_eq!(waiter.await.unwrap(), Some(7));
+        assert!(table.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_leader_releases_followers() {
+        let table: Inflight<u32> = Inflight::default();
+        let leader = table.join(b"k".to_vec());
+        let Role::Follower(follower) = table.join(b"k".to_vec()) else { panic!("second caller follows") };
+        drop(leader);
+        assert_eq!(follower.wait().await, None);
+        assert!(matches!(table.join(b"k".to_vec()), Role::Leader(_)));
+    }
+}

@@ -4,8 +4,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use rand::Rng;
 
-/// Most upstreams one `forward` may have.
+/// Most TO entries one `forward` may have.
 pub const MAX_UPSTREAMS: usize = 15;
+/// Most upstream addresses an ordering covers (files and hostnames may expand one entry to
+/// several addresses).
+pub const MAX_ORDER: usize = 64;
 
 /// How upstreams are ordered for each query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +35,7 @@ impl PolicyKind {
 /// An ordering of upstream indices, kept on the stack.
 #[derive(Clone, Copy, Debug)]
 pub struct Order {
-    idx: [u8; MAX_UPSTREAMS],
+    idx: [u8; MAX_ORDER],
     len: usize,
 }
 
@@ -56,10 +59,10 @@ impl Policy {
         Policy { kind, robin: AtomicU32::new(0) }
     }
 
-    /// The order for one query over `n` upstreams (`n` ≤ [`MAX_UPSTREAMS`]).
+    /// The order for one query over `n` upstreams (`n` ≤ [`MAX_ORDER`]).
     pub fn order(&self, n: usize) -> Order {
-        let n = n.min(MAX_UPSTREAMS);
-        let mut idx = [0u8; MAX_UPSTREAMS];
+        let n = n.min(MAX_ORDER);
+        let mut idx = [0u8; MAX_ORDER];
         for (i, slot) in idx.iter_mut().enumerate().take(n) {
             *slot = i as u8;
         }
@@ -69,7 +72,7 @@ impl Policy {
             PolicyKind::RoundRobin if n > 0 => {
                 let first = (self.robin.fetch_add(1, Ordering::Relaxed).wrapping_add(1) as usize) % n;
                 // CoreDNS puts the chosen upstream first, then the others in configured order.
-                let mut out = [0u8; MAX_UPSTREAMS];
+                let mut out = [0u8; MAX_ORDER];
                 out[0] = first as u8;
                 let mut k = 1;
                 for i in 0..n {

@@ -79,6 +79,8 @@ pub struct Stanza {
     pub policy: PolicyKind,
     /// `max_concurrent` (zero: unlimited).
     pub max_concurrent: u64,
+    /// The `max_concurrent` argument as written (used in the rejection error).
+    pub max_concurrent_text: String,
     /// `next` rcodes.
     pub next_rcodes: Vec<u16>,
     /// `next_on_nodata`.
@@ -116,6 +118,7 @@ impl Default for Stanza {
             doh_method: "POST".to_string(),
             policy: PolicyKind::Random,
             max_concurrent: 0,
+            max_concurrent_text: "0".to_string(),
             next_rcodes: Vec::new(),
             next_on_nodata: false,
             failfast: false,
@@ -541,11 +544,13 @@ fn parse_option(d: &mut Dispenser, f: &mut Stanza) -> Result<(), CorefileError> 
             };
         }
         "max_concurrent" => {
-            let n = atoi(&one_arg(d)?).map_err(plain)?;
+            let text = one_arg(d)?;
+            let n = atoi(&text).map_err(plain)?;
             if n < 0 {
                 return Err(plain(format!("max_concurrent can't be negative: {n}")));
             }
             f.max_concurrent = n as u64;
+            f.max_concurrent_text = text;
         }
         "next" => f.next_rcodes.extend(rcode_list(d, false)?),
         "next_on_nodata" => {

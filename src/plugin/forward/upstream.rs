@@ -24,6 +24,9 @@ const MIN_DIAL: Duration = Duration::from_secs(1);
 const MAX_DIAL: Duration = Duration::from_secs(30);
 /// Timeouts of one health probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Idle connections kept per transport when `max_idle_conns` is unlimited, so that a burst of
+/// concurrency does not leave thousands of sockets open until they expire.
+const IDLE_CAP: usize = 1024;
 /// How often idle connections are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
@@ -129,11 +132,13 @@ impl std::fmt::Debug for Upstream {
 }
 
 fn go_net_err(op: &str, net: &str, local: Option<SocketAddr>, remote: SocketAddr, e: &io::Error) -> String {
+    // Go wraps syscall errors as `read: connection refused`; a closed stream is a bare `EOF`.
     let what = match e.kind() {
         io::ErrorKind::TimedOut => "i/o timeout".to_string(),
-        io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
-        io::ErrorKind::ConnectionReset => "connection reset by peer".to_string(),
-        io::ErrorKind::UnexpectedEof => "EOF".to_string(),
+        io::ErrorKind::ConnectionRefused => format!("{op}: connection refused"),
+        io::ErrorKind::ConnectionReset => format!("{op}: connection reset by peer"),
+        io::ErrorKind::BrokenPipe => format!("{op}: broken pipe"),
+        io::ErrorKind::UnexpectedEof => return "EOF".to_string(),
         _ => e.to_string(),
     };
     match local {
@@ -210,7 +215,7 @@ impl Upstream {
     }
 
     /// Takes a pooled connection (oldest first), dropping expired ones.
-    fn checkout(&self, net: Net) -> Option<Conn> {
+    fn checkout(&self, net: Net) -> Option<(Conn, Instant)> {
         let pool = &self.pools[if self.tls.is_some() { 1 } else { net as usize }];
         let now = Instant::now();
         let mut q = pool.lock();
@@ -221,7 +226,7 @@ impl Upstream {
             if !self.opts.max_age.is_zero() && now.duration_since(pc.created) > self.opts.max_age {
                 continue;
             }
-            return Some(pc.conn);
+            return Some((pc.conn, pc.created));
         }
         None
     }
@@ -232,7 +237,8 @@ impl Upstream {
             _ => 1,
         };
         let mut q = self.pools[idx].lock();
-        if self.opts.max_idle_conns > 0 && q.len() >= self.opts.max_idle_conns {
+        let cap = if self.opts.max_idle_conns > 0 { self.opts.max_idle_conns } else { IDLE_CAP };
+        if q.len() >= cap {
             return;
         }
         q.push_back(Pooled { conn, created, used: Instant::now() });
@@ -283,7 +289,7 @@ impl Upstream {
 
     /// Starts the idle-connection sweeper once (needs a runtime; called from the query path).
     fn ensure_sweeper(self: &Arc<Self>) {
-        if self.sweeping.swap(true, Ordering::Relaxed) {
+        if self.sweeping.load(Ordering::Relaxed) || self.sweeping.swap(true, Ordering::Relaxed) {
             return;
         }
         let weak = Arc::downgrade(self);
@@ -320,20 +326,19 @@ impl Upstream {
         let start = Instant::now();
         let net = if self.tls.is_some() { Net::Tcp } else { net };
         let pi = self.proto_index(net);
-        let (conn, cached) = match self.checkout(net) {
-            Some(c) => {
+        let (conn, cached, created) = match self.checkout(net) {
+            Some((c, created)) => {
                 self.metrics.conn_hit(pi);
-                (c, true)
+                (c, true, created)
             }
             None => {
                 self.metrics.conn_miss(pi);
                 let t0 = Instant::now();
                 let r = self.dial(net, self.dial_timeout()).await;
                 self.record_dial(t0.elapsed());
-                (r.map_err(ExchangeError::Io)?, false)
+                (r.map_err(ExchangeError::Io)?, false, Instant::now())
             }
         };
-        let created = Instant::now();
         let id = wire::id(framed.get(2..).unwrap_or(&[])).unwrap_or(0);
         let reply = match conn {
             Conn::Udp(sock) => {
@@ -379,9 +384,11 @@ impl Upstream {
             Err(_) => return Err(err("write", timeout_err())),
         }
         let deadline = tokio::time::Instant::now() + self.opts.read_timeout;
-        let mut buf = vec![0u8; limit + 1];
+        // Spare capacity, not zero-filled: one byte more than the limit reveals an overflow.
+        let mut buf = Vec::with_capacity(limit + 1);
         loop {
-            let n = match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
+            buf.clear();
+            let n = match tokio::time::timeout_at(deadline, sock.recv_buf(&mut buf)).await {
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => return Err(err("read", e)),
                 Err(_) => return Err(err("read", timeout_err())),

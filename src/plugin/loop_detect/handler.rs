@@ -19,8 +19,7 @@ pub type ExitAction = Arc<dyn Fn(&str) + Send + Sync>;
 /// The production exit action: log the fatal message and exit with status 1.
 pub fn exit_process() -> ExitAction {
     Arc::new(|msg: &str| {
-        tracing::error!(target: "plugin/loop", "{msg}");
-        std::process::exit(1);
+        crate::observe::logging::fatal(format!("plugin/loop: {msg}"));
     })
 }
 
