@@ -126,10 +126,10 @@ fn main() -> ExitCode {
         for path in &files {
             if let Err(e) = case::validate_file(path) {
                 bad += 1;
-                println!("INVALID {}: {e}", path.display());
+                let _ = writeln!(std::io::stdout(), "INVALID {}: {e}", path.display());
             }
         }
-        println!("{} cases, {bad} invalid", files.len());
+        let _ = writeln!(std::io::stdout(), "{} cases, {bad} invalid", files.len());
         return if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
     let selected: Vec<PathBuf> = files
@@ -187,7 +187,7 @@ fn main() -> ExitCode {
     };
     write(&args.json, report::json(&results));
     write(&args.junit, report::junit(&results));
-    println!("{}", report::summary(&results));
+    let _ = writeln!(std::io::stdout(), "{}", report::summary(&results));
     if results.iter().all(|r| r.passed) {
         ExitCode::SUCCESS
     } else {
