@@ -1,6 +1,7 @@
 //! Differential comparison of two replies (ours vs a reference server).
 
-use hickory_proto::rr::Record;
+use hickory_proto::rr::rdata::SRV;
+use hickory_proto::rr::{RData, Record};
 
 use crate::check::{DnsOutcome, Mismatch};
 use crate::records::{flags, question, rcode_name, render_without_ttl};
@@ -42,10 +43,27 @@ pub fn compare(ours: &DnsOutcome, reference: &DnsOutcome, ttl_tolerance: u32) ->
     out
 }
 
+/// whoami's SRV carries the client's source port, which differs between the two servers: compare
+/// such records (target `.`) with the port zeroed.
+fn normalise(records: &[Record]) -> Vec<Record> {
+    records
+        .iter()
+        .map(|r| match &r.data {
+            RData::SRV(srv) if srv.target.is_root() => {
+                let mut r = r.clone();
+                r.data = RData::SRV(SRV::new(srv.priority, srv.weight, 0, srv.target.clone()));
+                r
+            }
+            _ => r.clone(),
+        })
+        .collect()
+}
+
 fn same_records(a: &[Record], b: &[Record], tol: u32) -> bool {
     if a.len() != b.len() {
         return false;
     }
+    let (a, b) = (normalise(a), normalise(b));
     let mut used = vec![false; b.len()];
     a.iter().all(|x| {
         let found = (0..b.len()).find(|j| {

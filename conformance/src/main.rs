@@ -1,6 +1,6 @@
 //! `conformance`: runs Corefile conformance cases against a DNS server process.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -126,10 +126,10 @@ fn main() -> ExitCode {
         for path in &files {
             if let Err(e) = case::validate_file(path) {
                 bad += 1;
-                println!("INVALID {}: {e}", path.display());
+                let _ = writeln!(std::io::stdout(), "INVALID {}: {e}", path.display());
             }
         }
-        println!("{} cases, {bad} invalid", files.len());
+        let _ = writeln!(std::io::stdout(), "{} cases, {bad} invalid", files.len());
         return if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
     let selected: Vec<PathBuf> = files
@@ -145,6 +145,7 @@ fn main() -> ExitCode {
             (args.filters.is_empty() || args.filters.iter().any(has)) && !args.skips.iter().any(has)
         })
         .collect();
+    let color = std::io::stdout().is_terminal();
     let next = AtomicUsize::new(0);
     let done: Mutex<Vec<(usize, CaseResult)>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -161,6 +162,9 @@ fn main() -> ExitCode {
                 };
                 if !r.passed {
                     text.push_str(&report::render_failure(&r, args.verbose || r.failures.iter().any(|f| f.step == 0)));
+                }
+                if !color {
+                    text = report::strip_ansi(&text);
                 }
                 let mut out = std::io::stdout().lock();
                 let _ = out.write_all(text.as_bytes());
@@ -183,7 +187,7 @@ fn main() -> ExitCode {
     };
     write(&args.json, report::json(&results));
     write(&args.junit, report::junit(&results));
-    println!("{}", report::summary(&results));
+    let _ = writeln!(std::io::stdout(), "{}", report::summary(&results));
     if results.iter().all(|r| r.passed) {
         ExitCode::SUCCESS
     } else {

@@ -48,6 +48,25 @@ pub fn render_failure(r: &CaseResult, show_output: bool) -> String {
     out
 }
 
+/// Removes ANSI colour sequences (pretty_assertions colours its diffs).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The final summary line.
 pub fn summary(results: &[CaseResult]) -> String {
     let passed = results.iter().filter(|r| r.passed).count();
@@ -100,10 +119,21 @@ pub fn junit(results: &[CaseResult]) -> String {
                 out,
                 ">\n    <failure message=\"{}\">{}</failure>\n  </testcase>",
                 xml_escape(&first),
-                xml_escape(&render_failure(r, true))
+                xml_escape(&strip_ansi(&render_failure(r, true)))
             );
         }
     }
     out.push_str("</testsuite>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn ansi_sequences_are_removed() {
+        assert_eq!(strip_ansi("\u{1b}[1mDiff\u{1b}[0m \u{1b}[1;48;5;52;31mx\u{1b}[0m ok"), "Diff x ok");
+    }
 }

@@ -228,7 +228,7 @@ impl Instance {
             ph.upstreams.insert(spec.name.clone(), f.addr().to_string());
             fixtures.insert(spec.name.clone(), f);
         }
-        let mut picker = PortPicker::default();
+        let mut picker = PortPicker;
         ph.port = picker.dns()?;
         ph.http_port = picker.tcp()?;
         ph.http_port2 = picker.tcp()?;
