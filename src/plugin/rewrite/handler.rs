@@ -1,0 +1,207 @@
+//! The `rewrite` handler: request rules in order, the rest of the chain, then response rules in
+//! reverse with the original question restored.
+
+use futures_util::future::BoxFuture;
+use hickory_proto::op::{Edns, Message, ResponseCode};
+use hickory_proto::rr::{Name, RData, Record};
+
+use super::rules::{Mode, Question, ResponseRule, Rule, StringRewriter};
+use crate::plugin::template::common::reply_to;
+use crate::plugin::template::setup::rcode_value;
+use crate::plugin::{Next, Plugin};
+use crate::server::{Outcome, Reply, Request};
+
+/// The running `rewrite` plugin.
+#[derive(Debug, Clone)]
+pub struct Rewrite {
+    /// Rules in order.
+    pub rules: Vec<Rule>,
+}
+
+/// miekg's `IsDomainName`: labels of 1–63 octets, at most 255 octets in wire form.
+pub fn is_domain_name(name: &str) -> bool {
+    if name.is_empty() {
+        return false;
+    }
+    if name == "." {
+        return true;
+    }
+    let body = name.strip_suffix('.').unwrap_or(name);
+    let mut wire = 1;
+    for label in body.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return false;
+        }
+        wire += label.len() + 1;
+    }
+    wire <= 255
+}
+
+fn rewrite_name(n: &Name, rw: &StringRewriter) -> Option<Name> {
+    let text = n.to_ascii();
+    let new = rw.rewrite(&text);
+    if new == text {
+        return None;
+    }
+    Name::from_ascii(&new).ok()
+}
+
+fn apply_value(rr: &mut Record, rw: &StringRewriter) {
+    let target: Option<&mut Name> = match &mut rr.data {
+        RData::SRV(s) => Some(&mut s.target),
+        RData::MX(m) => Some(&mut m.exchange),
+        RData::CNAME(c) => Some(&mut c.0),
+        RData::NS(n) => Some(&mut n.0),
+        RData::PTR(p) => Some(&mut p.0),
+        RData::SOA(s) => Some(&mut s.mname),
+        _ => None,
+    };
+    if let Some(t) = target {
+        if let Some(new) = rewrite_name(t, rw) {
+            *t = new;
+        }
+    }
+}
+
+fn apply_rules(rules: &[ResponseRule], rcode: &mut u16, rr: Option<&mut Record>) {
+    let mut rr = rr;
+    for r in rules.iter().rev() {
+        match (r, rr.as_deref_mut()) {
+            (ResponseRule::Rcode(old, new), _) if *rcode == *old => *rcode = *new,
+            (ResponseRule::Name(rw), Some(rec)) => {
+                if let Some(n) = rewrite_name(&rec.name, rw) {
+                    rec.name = n;
+                }
+            }
+            (ResponseRule::Value(rw), Some(rec)) => apply_value(rec, rw),
+            (ResponseRule::Ttl(min, max), Some(rec)) => {
+                if rec.ttl < *min {
+                    rec.ttl = *min;
+                } else if rec.ttl > *max {
+                    rec.ttl = *max;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Applies response rules (in reverse) to every record of `m`, as CoreDNS's reverter does.
+pub fn rewrite_response(m: &mut Message, rules: &[ResponseRule]) {
+    if rules.is_empty() {
+        return;
+    }
+    let mut rcode = u16::from(m.metadata.response_code);
+    let total = m.answers.len() + m.authorities.len() + m.additionals.len() + usize::from(m.edns.is_some());
+    for rr in m.authorities.iter_mut().chain(m.answers.iter_mut()).chain(m.additionals.iter_mut()) {
+        apply_rules(rules, &mut rcode, Some(rr));
+    }
+    if m.edns.is_some() || total == 0 {
+        apply_rules(rules, &mut rcode, None);
+    }
+    m.metadata.response_code = rcode_value(rcode);
+}
+
+fn error_rcode(rc: ResponseCode) -> bool {
+    matches!(rc, ResponseCode::ServFail | ResponseCode::Refused | ResponseCode::FormErr | ResponseCode::NotImp)
+}
+
+impl Rewrite {
+    fn rewrite_request(&self, req: &mut Request) -> Result<(Vec<ResponseRule>, bool, bool), String> {
+        let orig = Question { name: req.qname.clone(), qtype: req.qtype, qclass: req.qclass };
+        let mut q = orig.clone();
+        let mut rules = Vec::new();
+        let mut stopped = false;
+        for rule in &self.rules {
+            let Some(added) = rule.apply(&mut q) else { continue };
+            if !is_domain_name(&q.name) {
+                return Err(format!("invalid name after rewrite: {}", q.name));
+            }
+            rules.extend(added);
+            if rule.mode() == Mode::Stop {
+                stopped = true;
+                break;
+            }
+        }
+        let changed = q != orig;
+        if changed {
+            let mut msg = req.message()?;
+            let name = Name::from_ascii(&q.name).map_err(|e| format!("invalid name after rewrite: {}: {e}", q.name))?;
+            if let Some(first) = msg.queries.first_mut() {
+                first.set_name(name);
+                first.set_query_type(q.qtype.into());
+                first.set_query_class(q.qclass.into());
+            }
+            req.replace_message(&msg)?;
+            req.qname_lower = q.name.to_ascii_lowercase();
+            req.qname = q.name;
+            req.qtype = q.qtype;
+            req.qclass = q.qclass;
+        }
+        Ok((rules, stopped, changed))
+    }
+}
+
+impl Plugin for Rewrite {
+    fn name(&self) -> &'static str {
+        "rewrite"
+    }
+
+    fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let original = req.clone();
+            let (rules, stopped, _changed) = match self.rewrite_request(req) {
+                Ok(r) => r,
+                Err(e) => return Outcome::unwritten(ResponseCode::ServFail, Some(e)),
+            };
+            let mut out = next.serve(req).await;
+            if !stopped && rules.is_empty() {
+                return out;
+            }
+            let orig_question = original.message().ok().and_then(|m| m.queries.into_iter().next());
+            let error = out.error.take();
+            let mut msg = match out.reply.as_ref() {
+                Some(r) => match r.to_message() {
+                    Ok(m) => m,
+                    Err(_) => {
+                        out.error = error;
+                        return out;
+                    }
+                },
+                None if error_rcode(out.rcode) => {
+                    // CoreDNS writes the error reply itself, through the reverter.
+                    let Ok(mut m) = reply_to(req) else {
+                        out.error = error;
+                        return out;
+                    };
+                    m.metadata.response_code = out.rcode;
+                    if let Some(e) = &original.edns {
+                        let mut edns = Edns::new();
+                        edns.set_max_payload(e.udp_size.max(512));
+                        edns.set_dnssec_ok(e.dnssec_ok);
+                        m.edns = Some(edns);
+                    }
+                    m
+                }
+                None => {
+                    out.error = error;
+                    return out;
+                }
+            };
+            if let Some(q) = orig_question {
+                if msg.queries.is_empty() {
+                    msg.queries.push(q);
+                } else {
+                    msg.queries[0] = q;
+                }
+            }
+            rewrite_response(&mut msg, &rules);
+            let mut written = Outcome::written(
+                if out.plugin.is_empty() { "rewrite" } else { out.plugin },
+                Reply::Message(Box::new(msg)),
+            );
+            written.error = error;
+            written
+        })
+    }
+}
