@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod corefile;
+pub mod goflag;
 pub mod nodelocal;
 pub mod observe;
 pub mod plugin;

@@ -10,3 +10,14 @@ pub use ast::ServerBlock;
 pub use dispenser::Dispenser;
 pub use error::{CorefileError, ErrorKind};
 pub use token::Token;
+
+pub mod env;
+pub mod fingerprint;
+pub mod import;
+pub mod lexer;
+pub mod parser;
+pub mod render;
+
+pub use fingerprint::fingerprint;
+pub use parser::{parse_bytes, parse_file, parse_str, ParseOptions};
+pub use render::render_error;

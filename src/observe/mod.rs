@@ -9,9 +9,18 @@
 //! Logging convention: `tracing` events with `target: "plugin/<name>"` render as
 //! `[LEVEL] plugin/<name>: message`; other targets render as `[LEVEL] message`.
 
+pub mod dns_metrics;
+pub mod godur;
+pub mod histogram;
+pub mod http;
+pub mod logging;
+pub mod process;
+pub mod readiness;
+
 use std::sync::OnceLock;
 
 use parking_lot::Mutex;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Metric, Registry};
 
 /// Process-wide metrics handle passed to plugin builds (the registry itself is global).
@@ -25,7 +34,34 @@ pub fn registry() -> &'static Mutex<Registry> {
 }
 
 /// Adds a metric family to the process-wide registry under `name` (counters get `_total`
-/// appended by the encoder, so pass `coredns_cache_hits` for `coredns_cache_hits_total`).
+/// appended by the encoder, so pass `coredns_cache_hits` for `coredns_cache_hits_total`; a
+/// `_total` suffix given for a counter is dropped so it appears once). The encoder ends the
+/// help text with a period, so a trailing one in `help` is dropped.
 pub fn register(name: &str, help: &str, metric: impl Metric) {
+    let name = match metric.metric_type() {
+        MetricType::Counter => name.strip_suffix("_total").unwrap_or(name),
+        _ => name,
+    };
+    let help = help.strip_suffix('.').unwrap_or(help);
     registry().lock().register(name, help, metric);
+}
+
+/// `Content-Type` of [`encode_text`] output.
+pub const TEXT_CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// `Content-Type` of [`encode_openmetrics`] output.
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The registry in Prometheus's text format 0.0.4 (what Go's `promhttp` serves by default).
+pub fn encode_text() -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry().lock());
+    out
+}
+
+/// The registry in OpenMetrics text format (served when a scraper asks for it).
+pub fn encode_openmetrics() -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry().lock());
+    out
 }

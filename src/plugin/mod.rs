@@ -125,14 +125,17 @@ pub trait PluginConfig: Debug + Send + Sync + Any {
 }
 
 /// State kept across reloads: plugin instances look up what the previous runtime left
-/// (cache stores, upstream pools) by a key derived from their configuration.
+/// (cache stores, upstream pools) by a key derived from their configuration. Each reload builds
+/// with a new generation; items the new runtime does not ask for are dropped with the old one.
 #[derive(Default)]
 pub struct Carryover {
     items: parking_lot::Mutex<Vec<(String, Arc<dyn Any + Send + Sync>)>>,
+    previous: parking_lot::Mutex<Vec<(String, Arc<dyn Any + Send + Sync>)>>,
 }
 
 impl Carryover {
-    /// Returns the value stored under `key` if it has type `T`, else stores `make()`.
+    /// Returns the value stored under `key` if it has type `T` (in this generation or the
+    /// previous one), else stores `make()`.
     pub fn get_or_insert<T: Any + Send + Sync>(&self, key: &str, make: impl FnOnce() -> T) -> Arc<T> {
         let mut items = self.items.lock();
         if let Some((_, v)) = items.iter().find(|(k, _)| k == key) {
@@ -140,10 +143,29 @@ impl Carryover {
                 return t;
             }
         }
+        let mut previous = self.previous.lock();
+        if let Some(pos) = previous.iter().position(|(k, _)| k == key) {
+            let (k, v) = previous.swap_remove(pos);
+            if let Ok(t) = v.clone().downcast::<T>() {
+                items.push((k, v));
+                return t;
+            }
+        }
         let v = Arc::new(make());
         items.retain(|(k, _)| k != key);
         items.push((key.to_string(), v.clone() as Arc<dyn Any + Send + Sync>));
         v
+    }
+
+    /// A new generation that can take over this one's items.
+    pub fn next_generation(&self) -> Carryover {
+        let items = self.items.lock().clone();
+        Carryover { items: parking_lot::Mutex::new(Vec::new()), previous: parking_lot::Mutex::new(items) }
+    }
+
+    /// Drops items of the previous generation that were not taken over.
+    pub fn seal(&self) {
+        self.previous.lock().clear();
     }
 }
 

@@ -1,7 +1,18 @@
 //! Listeners, request parsing, zone routing, reply scrubbing, and the runtime that ties a plan's
 //! plugin chains to sockets.
 
+pub mod handle;
+pub mod listeners;
+pub mod query;
+pub mod reply;
 pub mod request;
+pub mod runtime;
+pub mod sockets;
+pub mod tcp;
+pub mod udp;
 pub mod wire;
+pub mod zones;
 
+pub use listeners::Listeners;
 pub use request::{ClientEdns, Outcome, Proto, Reply, Request};
+pub use runtime::Runtime;

@@ -69,3 +69,117 @@ pub mod bits {
 pub fn opcode(buf: &[u8]) -> u8 {
     ((flags(buf) >> 11) & 0x0f) as u8
 }
+
+/// Returns the offset just past the (possibly compressed) name starting at `off`, or None if
+/// the name runs past the buffer or has a reserved label type.
+pub fn skip_name(buf: &[u8], mut off: usize) -> Option<usize> {
+    let mut steps = 0;
+    loop {
+        let len = *buf.get(off)? as usize;
+        match len & 0xc0 {
+            0x00 if len == 0 => return Some(off + 1),
+            0x00 => off += 1 + len,
+            0xc0 => {
+                buf.get(off + 1)?;
+                return Some(off + 2);
+            }
+            _ => return None,
+        }
+        steps += 1;
+        if steps > 128 {
+            return None;
+        }
+    }
+}
+
+/// One resource record's position in a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RrPos {
+    /// Offset of the owner name.
+    pub start: usize,
+    /// Offset of the TYPE field (just past the owner name).
+    pub fixed: usize,
+    /// Record type.
+    pub rtype: u16,
+    /// Offset of RDATA.
+    pub rdata: usize,
+    /// RDATA length.
+    pub rdlen: usize,
+}
+
+impl RrPos {
+    /// Offset just past the record.
+    pub fn end(&self) -> usize {
+        self.rdata + self.rdlen
+    }
+}
+
+/// The offset just past the question section, or None if malformed.
+pub fn question_end(buf: &[u8]) -> Option<usize> {
+    let (qd, _, _, _) = counts(buf);
+    let mut off = HEADER_LEN;
+    for _ in 0..qd {
+        off = skip_name(buf, off)? + 4;
+        if off > buf.len() {
+            return None;
+        }
+    }
+    Some(off)
+}
+
+/// Positions of every record after the question, in order (answer, authority, additional),
+/// or None if the message is malformed.
+pub fn records(buf: &[u8]) -> Option<Vec<RrPos>> {
+    let (_, an, ns, ar) = counts(buf);
+    let mut off = question_end(buf)?;
+    let total = an as usize + ns as usize + ar as usize;
+    let mut out = Vec::with_capacity(total.min(256));
+    for _ in 0..total {
+        let fixed = skip_name(buf, off)?;
+        let hdr = buf.get(fixed..fixed + 10)?;
+        let rtype = u16::from_be_bytes([hdr[0], hdr[1]]);
+        let rdlen = u16::from_be_bytes([hdr[8], hdr[9]]) as usize;
+        let rdata = fixed + 10;
+        if rdata + rdlen > buf.len() {
+            return None;
+        }
+        out.push(RrPos { start: off, fixed, rtype, rdata, rdlen });
+        off = rdata + rdlen;
+    }
+    Some(out)
+}
+
+/// The EDNS OPT record type.
+pub const TYPE_OPT: u16 = 41;
+
+/// Encodes an OPT record: root owner, `udp_size` in CLASS, `ttl` as given, `rdata` options.
+pub fn encode_opt(udp_size: u16, ttl: u32, rdata: &[u8], out: &mut Vec<u8>) {
+    out.push(0);
+    out.extend_from_slice(&TYPE_OPT.to_be_bytes());
+    out.extend_from_slice(&udp_size.to_be_bytes());
+    out.extend_from_slice(&ttl.to_be_bytes());
+    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    out.extend_from_slice(rdata);
+}
+
+/// Sets the additional-section count.
+pub fn set_arcount(buf: &mut [u8], n: u16) {
+    if buf.len() >= HEADER_LEN {
+        buf[10..12].copy_from_slice(&n.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_name_handles_pointers_and_garbage() {
+        let buf = [3, b'w', b'w', b'w', 0, 0xc0, 0x00];
+        assert_eq!(skip_name(&buf, 0), Some(5));
+        assert_eq!(skip_name(&buf, 5), Some(7));
+        assert_eq!(skip_name(&buf[..6], 5), None);
+        assert_eq!(skip_name(&[0x40], 0), None);
+        assert_eq!(skip_name(&[5, b'a'], 0), None);
+    }
+}

@@ -1,18 +1,50 @@
-//! `health` directive syntax (placeholder: accepts any arguments until implemented).
+//! `health [ADDRESS] { lameduck DURATION }`.
 
 use std::any::Any;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::corefile::{CorefileError, Dispenser};
+use crate::observe::godur;
+use crate::observe::http::listen::split_host_port;
+use crate::observe::http::EndpointSpec;
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
 
+/// Address used when none is given.
+pub const DEFAULT_ADDR: &str = ":8080";
+
 /// Parsed `health` configuration.
-#[derive(Debug, Clone, Default)]
-pub struct Config {}
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Listen address (`:8080` by default).
+    pub addr: String,
+    /// How long final shutdown keeps serving after SIGTERM.
+    pub lameduck: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { addr: DEFAULT_ADDR.to_string(), lameduck: Duration::ZERO }
+    }
+}
+
+impl Config {
+    /// The HTTP endpoint this configuration asks for.
+    pub fn endpoint(&self) -> EndpointSpec {
+        EndpointSpec::health(&self.addr, self.lameduck)
+    }
+}
 
 impl PluginConfig for Config {
     fn name(&self) -> &'static str {
         "health"
+    }
+    fn describe(&self) -> String {
+        if self.lameduck.is_zero() {
+            format!("listen {}", self.addr)
+        } else {
+            format!("listen {}, lameduck {}", self.addr, godur::format(self.lameduck))
+        }
     }
     fn build(&self, _ctx: &BuildContext) -> Result<Option<Arc<dyn Plugin>>, String> {
         Ok(None)
@@ -22,8 +54,36 @@ impl PluginConfig for Config {
     }
 }
 
-/// Parses every `health` occurrence in a block.
+/// Parses every `health` occurrence in a block (a later address wins, as in CoreDNS).
 pub fn parse(d: &mut Dispenser, _ctx: &SetupContext) -> Result<Box<dyn PluginConfig>, CorefileError> {
-    while d.next() {}
-    Ok(Box::new(Config {}))
+    parse_config(d).map(|c| Box::new(c) as Box<dyn PluginConfig>).map_err(|e| e.in_plugin("health"))
+}
+
+/// [`parse`] returning the concrete type.
+pub fn parse_config(d: &mut Dispenser) -> Result<Config, CorefileError> {
+    let mut cfg = Config::default();
+    while d.next() {
+        let args = d.remaining_args();
+        match args.as_slice() {
+            [] => {}
+            [addr] => {
+                split_host_port(addr).map_err(CorefileError::plain)?;
+                cfg.addr = addr.clone();
+            }
+            _ => return Err(d.arg_err()),
+        }
+        while d.next_block() {
+            match d.val() {
+                "lameduck" => {
+                    let args = d.remaining_args();
+                    let [value] = args.as_slice() else { return Err(d.arg_err()) };
+                    cfg.lameduck = godur::parse(value).map_err(|e| {
+                        CorefileError::plain(format!("unable to parse lameduck duration value: '{value}' : {e}"))
+                    })?;
+                }
+                other => return Err(d.err(format!("unknown property '{other}'"))),
+            }
+        }
+    }
+    Ok(cfg)
 }

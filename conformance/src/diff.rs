@@ -1,0 +1,68 @@
+//! Differential comparison of two replies (ours vs a reference server).
+
+use hickory_proto::rr::Record;
+
+use crate::check::{DnsOutcome, Mismatch};
+use crate::records::{flags, question, rcode_name, render_without_ttl};
+
+/// Every difference in rcode, flags, question, EDNS presence and sections; RR order is ignored and
+/// TTLs may differ by up to `ttl_tolerance` seconds. Mismatch `expected` is the reference's value.
+pub fn compare(ours: &DnsOutcome, reference: &DnsOutcome, ttl_tolerance: u32) -> Vec<Mismatch> {
+    let (a, b) = match (ours, reference) {
+        (DnsOutcome::Reply(a), DnsOutcome::Reply(b)) => (&a.msg, &b.msg),
+        (DnsOutcome::Reply(_), _) => return vec![Mismatch::new("diff reply", "no reply", "a reply")],
+        (_, DnsOutcome::Reply(_)) => return vec![Mismatch::new("diff reply", "a reply", "no reply")],
+        _ => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    let (ra, rb) = (rcode_name(a.metadata.response_code), rcode_name(b.metadata.response_code));
+    if ra != rb {
+        out.push(Mismatch::new("diff rcode", rb, ra));
+    }
+    let (fa, fb) = (flags(a).join(" "), flags(b).join(" "));
+    if fa != fb {
+        out.push(Mismatch::new("diff flags", fb, fa));
+    }
+    let (qa, qb) = (question(a), question(b));
+    if qa != qb {
+        out.push(Mismatch::new("diff question", qb, qa));
+    }
+    if a.edns.is_some() != b.edns.is_some() {
+        out.push(Mismatch::new("diff edns", b.edns.is_some().to_string(), a.edns.is_some().to_string()));
+    }
+    for (name, sa, sb) in [
+        ("answer", &a.answers, &b.answers),
+        ("authority", &a.authorities, &b.authorities),
+        ("additional", &a.additionals, &b.additionals),
+    ] {
+        if !same_records(sa, sb, ttl_tolerance) {
+            out.push(Mismatch::new(format!("diff {name}"), render(sb), render(sa)));
+        }
+    }
+    out
+}
+
+fn same_records(a: &[Record], b: &[Record], tol: u32) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut used = vec![false; b.len()];
+    a.iter().all(|x| {
+        let found = (0..b.len()).find(|j| {
+            !used[*j] && *x == b[*j] && x.record_type() == b[*j].record_type() && x.ttl.abs_diff(b[*j].ttl) <= tol
+        });
+        match found {
+            Some(j) => {
+                used[j] = true;
+                true
+            }
+            None => false,
+        }
+    })
+}
+
+fn render(records: &[Record]) -> String {
+    let mut lines: Vec<String> = records.iter().map(|r| format!("{} (ttl {})", render_without_ttl(r), r.ttl)).collect();
+    lines.sort();
+    lines.join("\n")
+}

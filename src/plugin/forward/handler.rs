@@ -1,0 +1,334 @@
+//! The forward query handler (CoreDNS `forward.go ServeDNS`): zone matching, concurrency
+//! limit, upstream selection, the attempt loop, and chaining of several `forward` lines.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use hickory_proto::op::ResponseCode;
+use rand::Rng;
+
+use super::inflight::{Inflight, Role};
+use super::metrics::families;
+use super::msg;
+use super::policy::Policy;
+use super::setup::Stanza;
+use super::upstream::{ExchangeError, Net, Upstream};
+use crate::plugin::{Next, Plugin};
+use crate::server::wire::{self, bits};
+use crate::server::{Outcome, Proto, Reply, Request};
+
+/// The whole-query deadline.
+const QUERY_DEADLINE: Duration = Duration::from_secs(5);
+/// Error when no upstream could be used.
+pub const ERR_NO_HEALTHY: &str = "no healthy proxies";
+
+/// What the attempt loop produced (shared between coalesced callers).
+#[derive(Clone, Debug)]
+enum LoopResult {
+    /// An upstream reply (ID still the upstream one).
+    Reply(Vec<u8>),
+    /// The reply's question did not match: the client gets FORMERR.
+    Mismatch,
+    /// Nothing usable: SERVFAIL with this error.
+    Failed(String),
+}
+
+#[derive(Clone, Debug)]
+struct Shared {
+    result: LoopResult,
+    upstream: Option<Arc<str>>,
+}
+
+/// One `forward` line at run time.
+pub struct Forward {
+    from: String,
+    ignored: Vec<String>,
+    upstreams: Vec<Arc<Upstream>>,
+    labels: Vec<Arc<str>>,
+    policy: Policy,
+    max_fails: u32,
+    max_connect_attempts: u64,
+    force_tcp: bool,
+    prefer_udp: bool,
+    max_concurrent: u64,
+    concurrent: AtomicU64,
+    limit_err: String,
+    next_rcodes: Vec<u16>,
+    next_on_nodata: bool,
+    failfast: bool,
+    failover: Vec<u16>,
+    inflight: Inflight<Shared>,
+}
+
+/// What one `forward` line decided.
+enum Step {
+    /// Answered (or failed) here.
+    Done(Outcome),
+    /// Hand the query to whatever follows this `forward` line.
+    PassOn,
+}
+
+/// True when `name` is `zone` or below it (both lower-case FQDNs).
+pub fn in_zone(zone: &str, name: &str) -> bool {
+    if zone == "." || zone == name {
+        return true;
+    }
+    name.len() > zone.len() && name.ends_with(zone) && name.as_bytes()[name.len() - zone.len() - 1] == b'.'
+}
+
+struct ConcurrencyGuard<'a>(&'a AtomicU64);
+
+impl Drop for ConcurrencyGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Forward {
+    /// A handler for `s` using `upstreams` (parallel to `s.upstreams`).
+    pub fn new(s: &Stanza, upstreams: Vec<Arc<Upstream>>) -> Forward {
+        let n = upstreams.len() as u64;
+        Forward {
+            from: s.from.clone(),
+            ignored: s.ignored.clone(),
+            labels: upstreams.iter().map(|u| Arc::from(u.label.as_str())).collect(),
+            upstreams,
+            policy: Policy::new(s.policy),
+            max_fails: s.max_fails,
+            max_connect_attempts: match s.max_connect_attempts {
+                Some(v) => v as u64,
+                None => 2 * n,
+            },
+            force_tcp: s.force_tcp,
+            prefer_udp: s.prefer_udp,
+            max_concurrent: s.max_concurrent,
+            concurrent: AtomicU64::new(0),
+            limit_err: format!("concurrent queries exceeded maximum {}", s.max_concurrent),
+            next_rcodes: s.next_rcodes.clone(),
+            next_on_nodata: s.next_on_nodata,
+            failfast: s.failfast,
+            failover: s.failover.clone(),
+            inflight: Inflight::default(),
+        }
+    }
+
+    /// The upstreams, in config order.
+    pub fn upstreams(&self) -> &[Arc<Upstream>] {
+        &self.upstreams
+    }
+
+    fn matches(&self, qname: &str) -> bool {
+        if !in_zone(&self.from, qname) {
+            return false;
+        }
+        if qname == self.from {
+            return true;
+        }
+        !self.ignored.iter().any(|z| in_zone(z, qname))
+    }
+
+    fn net_for(&self, client: Proto, force_tcp: bool) -> Net {
+        if force_tcp {
+            Net::Tcp
+        } else if self.prefer_udp {
+            Net::Udp
+        } else {
+            match client {
+                Proto::Udp => Net::Udp,
+                Proto::Tcp => Net::Tcp,
+            }
+        }
+    }
+
+    async fn handle(&self, req: &mut Request, has_following: bool) -> Step {
+        if !self.matches(&req.qname_lower) {
+            return Step::PassOn;
+        }
+        let _guard = if self.max_concurrent > 0 {
+            let count = self.concurrent.fetch_add(1, Ordering::Relaxed) + 1;
+            let g = ConcurrencyGuard(&self.concurrent);
+            if count > self.max_concurrent {
+                families().max_concurrent_rejects.inc();
+                return Step::Done(Outcome::unwritten(ResponseCode::Refused, Some(self.limit_err.clone())));
+            }
+            Some(g)
+        } else {
+            None
+        };
+
+        let limit = req.client_size().max(512);
+        let shared = self.coalesced(req, limit).await;
+        if let Some(up) = &shared.upstream {
+            req.set_metadata("forward/upstream", up.to_string());
+        }
+        match shared.result {
+            LoopResult::Mismatch => {
+                let reply = msg::rcode_reply(&req.wire, 1);
+                Step::Done(Outcome::written("forward", Reply::Wire(reply)))
+            }
+            LoopResult::Failed(err) => Step::Done(Outcome::unwritten(ResponseCode::ServFail, Some(err))),
+            LoopResult::Reply(mut reply) => {
+                let rcode = wire::rcode(&reply);
+                if has_following
+                    && (self.next_rcodes.contains(&rcode)
+                        || (self.next_on_nodata && rcode == 0 && msg::answer_empty(&reply)))
+                {
+                    return Step::PassOn;
+                }
+                wire::set_id(&mut reply, req.id());
+                Step::Done(Outcome::written("forward", Reply::Wire(reply)))
+            }
+        }
+    }
+
+    /// Runs the attempt loop once per set of identical in-flight queries.
+    async fn coalesced(&self, req: &Request, limit: usize) -> Shared {
+        let mut key = Vec::with_capacity(req.wire.len() + 3);
+        key.push(match req.proto {
+            Proto::Udp => 0,
+            Proto::Tcp => 1,
+        });
+        key.extend_from_slice(&(limit as u16).to_be_bytes());
+        key.extend_from_slice(req.wire.get(2..).unwrap_or(&[]));
+        match self.inflight.join(key) {
+            Role::Leader(leader) => {
+                let shared = self.attempts(req, limit).await;
+                leader.finish(&shared);
+                shared
+            }
+            Role::Follower(f) => match f.wait().await {
+                Some(shared) => shared,
+                None => self.attempts(req, limit).await,
+            },
+        }
+    }
+
+    /// CoreDNS's attempt loop.
+    async fn attempts(&self, req: &Request, limit: usize) -> Shared {
+        let n = self.upstreams.len();
+        let order = self.policy.order(n);
+        let list = order.as_slice();
+        let deadline = tokio::time::Instant::now() + QUERY_DEADLINE;
+        let mut framed = Vec::with_capacity(req.wire.len() + 2);
+        framed.extend_from_slice(&(req.wire.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&req.wire);
+
+        let (mut i, mut fails, mut failover_attempts, mut attempts) = (0usize, 0usize, 0usize, 0u64);
+        let mut last_err: Option<String> = None;
+        let mut upstream: Option<Arc<str>> = None;
+        while tokio::time::Instant::now() < deadline
+            && (self.max_connect_attempts == 0 || attempts < self.max_connect_attempts)
+        {
+            if i >= list.len() {
+                i = 0;
+                fails = 0;
+            }
+            let Some(mut idx) = list.get(i).map(|&x| x as usize) else { break };
+            i += 1;
+            if self.upstreams[idx].down(self.max_fails) {
+                fails += 1;
+                if fails < n {
+                    continue;
+                }
+                families().healthcheck_broken.inc();
+                if self.failfast {
+                    break;
+                }
+                idx = rand::rng().random_range(0..n);
+            }
+            let up = &self.upstreams[idx];
+            upstream = Some(self.labels[idx].clone());
+
+            let mut force_tcp = self.force_tcp;
+            let result = loop {
+                let id: u16 = rand::random();
+                if let Some(b) = framed.get_mut(2..4) {
+                    b.copy_from_slice(&id.to_be_bytes());
+                }
+                match up.exchange(&framed, self.net_for(req.proto, force_tcp), limit).await {
+                    Err(ExchangeError::CachedClosed) => continue,
+                    Ok(reply) if wire::flags(&reply) & bits::TC != 0 && !force_tcp && self.prefer_udp => {
+                        force_tcp = true;
+                        continue;
+                    }
+                    other => break other,
+                }
+            };
+            match result {
+                Err(e) => {
+                    last_err = Some(match e {
+                        ExchangeError::Io(s) => s,
+                        ExchangeError::CachedClosed => "cached connection was closed by peer".to_string(),
+                    });
+                    if self.max_fails != 0 {
+                        up.healthcheck();
+                    }
+                    if self.max_connect_attempts > 0 {
+                        attempts += 1;
+                        if attempts >= self.max_connect_attempts {
+                            break;
+                        }
+                    }
+                    if fails < n {
+                        continue;
+                    }
+                    break;
+                }
+                Ok(reply) => {
+                    if !msg::question_matches(&req.wire, &reply) {
+                        return Shared { result: LoopResult::Mismatch, upstream };
+                    }
+                    if self.failover.contains(&wire::rcode(&reply)) {
+                        failover_attempts += 1;
+                        if failover_attempts < n {
+                            continue;
+                        }
+                    }
+                    return Shared { result: LoopResult::Reply(reply), upstream };
+                }
+            }
+        }
+        let err = last_err.unwrap_or_else(|| ERR_NO_HEALTHY.to_string());
+        Shared { result: LoopResult::Failed(err), upstream }
+    }
+}
+
+/// The `forward` plugin: the block's `forward` lines in order; a line that does not handle a
+/// query (FROM mismatch, `next`, `next_on_nodata`) hands it to the following line, the last
+/// one to the rest of the chain.
+pub struct ForwardChain {
+    forwards: Vec<Forward>,
+}
+
+impl ForwardChain {
+    /// Chains `forwards` in order.
+    pub fn new(forwards: Vec<Forward>) -> ForwardChain {
+        ForwardChain { forwards }
+    }
+
+    /// The lines, in order.
+    pub fn forwards(&self) -> &[Forward] {
+        &self.forwards
+    }
+}
+
+impl Plugin for ForwardChain {
+    fn name(&self) -> &'static str {
+        "forward"
+    }
+
+    fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let last = self.forwards.len().saturating_sub(1);
+            for (i, f) in self.forwards.iter().enumerate() {
+                match f.handle(req, i < last).await {
+                    Step::Done(o) => return o,
+                    Step::PassOn => continue,
+                }
+            }
+            next.serve(req).await
+        })
+    }
+}

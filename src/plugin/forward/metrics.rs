@@ -1,0 +1,168 @@
+//! The forward plugin's metric families (CoreDNS names) and per-upstream pre-resolved handles.
+
+use std::sync::{LazyLock, OnceLock};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
+/// Label set `{proxy_name, to}`.
+type Labels2 = [(&'static str, String); 2];
+/// Label set `{proxy_name, to, rcode|proto}`.
+type Labels3 = [(&'static str, String); 3];
+
+fn time_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.00025, 2.0, 16))
+}
+
+/// All forward/proxy metric families.
+pub struct Families {
+    request_duration: Family<Labels3, Histogram, fn() -> Histogram>,
+    healthcheck_failures: Family<Labels2, Counter>,
+    conn_cache_hits: Family<Labels3, Counter>,
+    conn_cache_misses: Family<Labels3, Counter>,
+    /// `coredns_forward_healthcheck_broken_total`.
+    pub healthcheck_broken: Counter,
+    /// `coredns_forward_max_concurrent_rejects_total`.
+    pub max_concurrent_rejects: Counter,
+}
+
+static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
+    let f = Families {
+        request_duration: Family::new_with_constructor(time_histogram as fn() -> Histogram),
+        healthcheck_failures: Family::default(),
+        conn_cache_hits: Family::default(),
+        conn_cache_misses: Family::default(),
+        healthcheck_broken: Counter::default(),
+        max_concurrent_rejects: Counter::default(),
+    };
+    crate::observe::register(
+        "coredns_proxy_request_duration_seconds",
+        "Histogram of the time each request took.",
+        f.request_duration.clone(),
+    );
+    crate::observe::register(
+        "coredns_proxy_healthcheck_failures",
+        "Counter of the number of failed healthchecks.",
+        f.healthcheck_failures.clone(),
+    );
+    crate::observe::register(
+        "coredns_proxy_conn_cache_hits",
+        "Counter of connection cache hits per upstream and protocol.",
+        f.conn_cache_hits.clone(),
+    );
+    crate::observe::register(
+        "coredns_proxy_conn_cache_misses",
+        "Counter of connection cache misses per upstream and protocol.",
+        f.conn_cache_misses.clone(),
+    );
+    crate::observe::register(
+        "coredns_forward_healthcheck_broken",
+        "Counter of the number of complete failures of the healthchecks.",
+        f.healthcheck_broken.clone(),
+    );
+    crate::observe::register(
+        "coredns_forward_max_concurrent_rejects",
+        "Counter of the number of queries rejected because the concurrent queries were at maximum.",
+        f.max_concurrent_rejects.clone(),
+    );
+    f
+});
+
+/// The process-wide families (registered on first use).
+pub fn families() -> &'static Families {
+    &FAMILIES
+}
+
+/// CoreDNS's name for a response code (`RcodeToString`), or its number.
+pub fn rcode_name(rcode: u16) -> String {
+    let s = match rcode {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        16 => "BADSIG",
+        17 => "BADKEY",
+        18 => "BADTIME",
+        19 => "BADMODE",
+        20 => "BADNAME",
+        21 => "BADALG",
+        22 => "BADTRUNC",
+        23 => "BADCOOKIE",
+        other => return other.to_string(),
+    };
+    s.to_string()
+}
+
+/// Pre-resolved metric handles of one upstream. Series are created on first use, so (as in
+/// CoreDNS) a series appears only once something was counted.
+pub struct UpstreamMetrics {
+    proxy_name: &'static str,
+    to: String,
+    durations: [OnceLock<Histogram>; 16],
+    healthcheck_failures: OnceLock<Counter>,
+    hits: [OnceLock<Counter>; 3],
+    misses: [OnceLock<Counter>; 3],
+}
+
+/// Pool protocol labels, in index order.
+pub const PROTOS: [&str; 3] = ["udp", "tcp", "tcp-tls"];
+
+impl UpstreamMetrics {
+    /// Handles for upstream `to` (`IP:port`).
+    pub fn new(proxy_name: &'static str, to: &str) -> UpstreamMetrics {
+        UpstreamMetrics {
+            proxy_name,
+            to: to.to_string(),
+            durations: Default::default(),
+            healthcheck_failures: OnceLock::new(),
+            hits: Default::default(),
+            misses: Default::default(),
+        }
+    }
+
+    fn labels3(&self, key: &'static str, value: &str) -> Labels3 {
+        [("proxy_name", self.proxy_name.to_string()), ("to", self.to.clone()), (key, value.to_string())]
+    }
+
+    /// Counts a failed health check.
+    pub fn healthcheck_failed(&self) {
+        self.healthcheck_failures
+            .get_or_init(|| {
+                families()
+                    .healthcheck_failures
+                    .get_or_create_owned(&[("proxy_name", self.proxy_name.to_string()), ("to", self.to.clone())])
+            })
+            .inc();
+    }
+
+    /// Counts a connection cache hit for protocol index `pi` (see [`PROTOS`]).
+    pub fn conn_hit(&self, pi: usize) {
+        if let (Some(slot), Some(proto)) = (self.hits.get(pi), PROTOS.get(pi)) {
+            slot.get_or_init(|| families().conn_cache_hits.get_or_create_owned(&self.labels3("proto", proto))).inc();
+        }
+    }
+
+    /// Counts a connection cache miss for protocol index `pi`.
+    pub fn conn_miss(&self, pi: usize) {
+        if let (Some(slot), Some(proto)) = (self.misses.get(pi), PROTOS.get(pi)) {
+            slot.get_or_init(|| families().conn_cache_misses.get_or_create_owned(&self.labels3("proto", proto))).inc();
+        }
+    }
+
+    /// Records one request's duration under its reply rcode.
+    pub fn observe_duration(&self, rcode: u16, seconds: f64) {
+        let make = || families().request_duration.get_or_create_owned(&self.labels3("rcode", &rcode_name(rcode)));
+        match self.durations.get(rcode as usize) {
+            Some(slot) => slot.get_or_init(make).observe(seconds),
+            None => make().observe(seconds),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! One query through a listener: acceptance, class and EDNS checks, routing, the chain (with
+//! panic containment), server-written error replies, and the scrub.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use hickory_proto::op::ResponseCode;
+
+use crate::plugin::Next;
+
+use super::query::{self, Accepted};
+use super::reply;
+use super::request::{Proto, Reply, Request};
+use super::runtime::ListenerRuntime;
+
+/// Panics recovered while serving (mirrored into `coredns_panics_total` by observe).
+pub static PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// Rcodes for which the server writes the reply itself when the chain wrote nothing.
+fn server_writes(rcode: ResponseCode) -> bool {
+    matches!(rcode, ResponseCode::ServFail | ResponseCode::Refused | ResponseCode::FormErr | ResponseCode::NotImp)
+}
+
+/// Serves one message received on `lr`; returns the reply bytes, if any.
+pub async fn handle(
+    lr: &ListenerRuntime,
+    buf: Vec<u8>,
+    client: SocketAddr,
+    local: SocketAddr,
+    proto: Proto,
+) -> Option<Vec<u8>> {
+    let received_len = buf.len();
+    let pq = match query::accept(&buf) {
+        Accepted::Ignore => return None,
+        Accepted::Reply(r) => return Some(r),
+        Accepted::Query(q) => q,
+    };
+    let mut req = Request {
+        wire: buf,
+        received_len,
+        qname: pq.qname,
+        qname_lower: pq.qname_lower,
+        qtype: pq.qtype,
+        qclass: pq.qclass,
+        edns: pq.edns,
+        client,
+        local,
+        proto,
+        server: lr.label.clone(),
+        zone: Arc::from("."),
+        started: Instant::now(),
+        metadata: Vec::new(),
+    };
+    if !lr.class_chaos && req.qclass != 1 {
+        return Some(reply::error_reply(&req, 5));
+    }
+    if req.edns.as_ref().is_some_and(|e| e.version != 0) {
+        return Some(query::badvers(&req.wire));
+    }
+    let is_ds = req.qtype == 43;
+    let Some((zone, block)) = lr.table.route(&req.qname_lower, is_ds) else {
+        return Some(reply::error_reply(&req, 5));
+    };
+    if block.chain.is_empty() {
+        return Some(reply::error_reply(&req, 5));
+    }
+    req.zone = Arc::from(zone);
+    let block = block.clone();
+    let outcome = AssertUnwindSafe(Next::start(&block.chain).serve(&mut req)).catch_unwind().await;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_string());
+            tracing::error!("Recovered from panic in server: \"{}\" {}", lr.label, msg);
+            PANICS.fetch_add(1, Ordering::Relaxed);
+            return Some(reply::error_reply(&req, 2));
+        }
+    };
+    match outcome.reply {
+        Some(Reply::Wire(w)) => Some(reply::scrub_wire(&req, w)),
+        Some(Reply::Message(m)) => Some(reply::scrub_message(&req, *m)),
+        None if server_writes(outcome.rcode) => Some(reply::error_reply(&req, u16::from(outcome.rcode) & 0x0f)),
+        None => None,
+    }
+}

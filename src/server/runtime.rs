@@ -1,0 +1,129 @@
+//! The runtime: a plan's blocks built into plugin chains and each listener's zone table.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Plan, Transport};
+use crate::plugin::{BuildContext, Carryover, Chain, Plugin};
+
+use super::zones::ZoneTable;
+
+/// One server block, built.
+pub struct Block {
+    /// Index in [`Plan::blocks`].
+    pub index: usize,
+    /// The handler chain, outermost first; empty means REFUSED.
+    pub chain: Chain,
+    /// The block's zones.
+    pub zones: Vec<String>,
+}
+
+/// TCP timeouts and limits of a listener (CoreDNS defaults: read 3s, write 5s, idle 10s,
+/// unlimited queries per connection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Deadline for the first query on a connection.
+    pub read: Duration,
+    /// Deadline for writing a reply.
+    pub write: Duration,
+    /// Deadline for each later query.
+    pub idle: Duration,
+    /// Queries per connection; None = unlimited.
+    pub max_queries: Option<u64>,
+    /// Concurrent connections per listener.
+    pub max_connections: usize,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            read: Duration::from_secs(3),
+            write: Duration::from_secs(5),
+            idle: Duration::from_secs(10),
+            max_queries: None,
+            max_connections: 1000,
+        }
+    }
+}
+
+/// What one listener serves.
+pub struct ListenerRuntime {
+    /// Label for logs and metrics, e.g. `dns://:53`.
+    pub label: Arc<str>,
+    /// Zone routing.
+    pub table: ZoneTable<Block>,
+    /// Whether a block here has `chaos` or `forward` (then non-IN classes are not refused).
+    pub class_chaos: bool,
+    /// TCP settings.
+    pub tcp: TcpLimits,
+}
+
+/// Identity of a listener socket.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ListenerKey {
+    /// Transport.
+    pub transport: Transport,
+    /// Address.
+    pub addr: SocketAddr,
+}
+
+/// Everything built from a plan.
+pub struct Runtime {
+    /// The plan this runtime was built from.
+    pub plan: Plan,
+    /// Listeners and what they serve.
+    pub listeners: Vec<(ListenerKey, Arc<ListenerRuntime>)>,
+}
+
+/// Builds the runtime for `plan`, reusing carried state from `carry`.
+pub fn build(plan: Plan, carry: Arc<Carryover>) -> Result<Runtime, String> {
+    let metrics = Arc::new(crate::observe::Metrics::default());
+    let mut blocks: Vec<Arc<Block>> = Vec::with_capacity(plan.blocks.len());
+    for (index, bp) in plan.blocks.iter().enumerate() {
+        let servers: Vec<String> = plan
+            .listeners
+            .iter()
+            .filter(|l| l.zones.iter().any(|(_, b)| *b == index))
+            .map(|l| l.label.clone())
+            .collect();
+        let ctx = BuildContext {
+            zones: bp.keys.iter().map(|k| k.zone.clone()).collect(),
+            servers,
+            metrics: metrics.clone(),
+            carry: carry.clone(),
+        };
+        let mut handlers: Vec<Arc<dyn Plugin>> = Vec::new();
+        for cfg in &bp.plugins {
+            if let Some(h) = cfg.build(&ctx).map_err(|e| format!("plugin/{}: {e}", cfg.name()))? {
+                handlers.push(h);
+            }
+        }
+        blocks.push(Arc::new(Block { index, chain: handlers.into(), zones: ctx.zones }));
+    }
+    let mut listeners = Vec::with_capacity(plan.listeners.len());
+    for lp in &plan.listeners {
+        if lp.transport != Transport::Dns {
+            return Err(format!(
+                "{}:// listeners are not supported by nodecache ({})",
+                lp.transport.scheme(),
+                lp.label
+            ));
+        }
+        let mut table = ZoneTable::default();
+        let mut class_chaos = false;
+        let tcp = TcpLimits::default();
+        for (zone, bi) in &lp.zones {
+            let Some(block) = blocks.get(*bi) else { continue };
+            table.insert(zone, block.clone());
+            if let Some(bp) = plan.blocks.get(*bi) {
+                class_chaos |= bp.plugin("forward").is_some() || bp.plugin("chaos").is_some();
+            }
+        }
+        listeners.push((
+            ListenerKey { transport: lp.transport, addr: lp.addr },
+            Arc::new(ListenerRuntime { label: Arc::from(lp.label.as_str()), table, class_chaos, tcp }),
+        ));
+    }
+    Ok(Runtime { plan, listeners })
+}

@@ -1,0 +1,47 @@
+//! Socket creation: SO_REUSEPORT sockets, wildcard addresses bound dual-stack when possible.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+fn make(addr: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket> {
+    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let s = Socket::new(domain, ty, Some(proto))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        s.set_only_v6(false)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s)
+}
+
+/// Binds with a fallback from the dual-stack wildcard `[::]` to `0.0.0.0` on hosts without
+/// IPv6.
+fn bind_with_fallback(addr: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket> {
+    match make(addr, ty, proto) {
+        Ok(s) => Ok(s),
+        Err(e) if addr.is_ipv6() && addr.ip().is_unspecified() => {
+            make(SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port())), ty, proto).map_err(|_| e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A UDP socket for `addr`, with large buffers.
+pub fn udp(addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
+    let s = bind_with_fallback(addr, Type::DGRAM, Protocol::UDP)?;
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    tokio::net::UdpSocket::from_std(s.into())
+}
+
+/// A listening TCP socket for `addr`.
+pub fn tcp(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let s = bind_with_fallback(addr, Type::STREAM, Protocol::TCP)?;
+    s.set_tcp_nodelay(true)?;
+    s.listen(1024)?;
+    tokio::net::TcpListener::from_std(s.into())
+}
