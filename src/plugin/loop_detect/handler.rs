@@ -13,6 +13,10 @@ use crate::plugin::template::common::is_subdomain;
 use crate::plugin::{Next, Plugin};
 use crate::server::{Outcome, Request};
 
+/// Metadata key set on requests carrying the loop probe: plugins that coalesce identical
+/// in-flight queries (forward) must send such requests on their own.
+pub const PROBE_METADATA: &str = "loop/probe";
+
 /// What to do once a loop is detected (receives the fatal message).
 pub type ExitAction = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -180,6 +184,11 @@ impl Plugin for Loop {
         Box::pin(async move {
             if let Some(msg) = self.check(req) {
                 (self.exit)(&msg);
+            }
+            if req.qtype == u16::from(RecordType::HINFO) && req.qname_lower == self.qname {
+                // Upstream plugins must not merge this query with an identical one in flight
+                // (that would hide the loop); see PROBE_METADATA.
+                req.set_metadata(PROBE_METADATA, "1".to_string());
             }
             next.serve(req).await
         })

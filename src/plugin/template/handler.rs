@@ -283,6 +283,18 @@ mod tests {
         let r = parse_rr("example. IN MX 10 mail").unwrap();
         assert_eq!(r.to_string(), "example. 3600 IN MX 10 mail.");
         assert!(parse_rr("example. 60 IN A 300.1.1.1").is_err());
+        for (text, want) in [
+            ("a.example. 60 IN TXT \"hello world\" \"x\"", "a.example. 60 IN TXT hello worldx"),
+            ("a.example. 60 IN AAAA 2001:db8::1", "a.example. 60 IN AAAA 2001:db8::1"),
+            ("a.example. 60 IN CNAME target", "a.example. 60 IN CNAME target."),
+            ("_s._tcp.example. 60 IN SRV 0 5 80 web.example.", "_s._tcp.example. 60 IN SRV 0 5 80 web.example."),
+            ("4.3.2.1.in-addr.arpa. 60 IN PTR host.example.", "4.3.2.1.in-addr.arpa. 60 IN PTR host.example."),
+            ("example. 60 IN NS ns1.example.", "example. 60 IN NS ns1.example."),
+            ("example. 60 IN SOA ns. host. 1 2 3 4 5", "example. 60 IN SOA ns. host. 1 2 3 4 5"),
+            ("example. 60 CH TXT x", "example. 60 CH TXT x"),
+        ] {
+            assert_eq!(parse_rr(text).map(|r| r.to_string()), Ok(want.to_string()), "{text}");
+        }
         assert!(parse_rr("").is_err());
     }
 }
