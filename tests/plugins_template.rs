@@ -184,3 +184,29 @@ fn setup_accepts() {
         assert!(setup(parse, text, &["."]).is_ok(), "{text}");
     }
 }
+
+#[tokio::test]
+async fn var_and_expr() {
+    let (c, term) = handler(
+        r#"template IN A example.com {
+    match ^(?P<ip>[0-9]{1,3}(-[0-9]{1,3}){3})[.](?P<id>[a-z2-7]{4})[.]example[.]com[.]$
+    var ip replace(group('ip'), '-', '.')
+    expr "any(['10.0.0.0/8', '192.168.0.0/16'], incidr(ip, #))"
+    answer "{{ .Name }} 60 IN A {{ .Var.ip }}"
+    fallthrough
+}"#,
+        &["."],
+    );
+    let mut req = request("10-1-2-3.abcd.example.com.", RecordType::A);
+    let m = reply(&run(&c, &mut req).await);
+    assert_eq!(texts(&m.answers), vec!["10-1-2-3.abcd.example.com. 60 IN A 10.1.2.3"]);
+    // A public address fails the condition and falls through.
+    let mut req = request("8-8-8-8.abcd.example.com.", RecordType::A);
+    assert_eq!(run(&c, &mut req).await.plugin, "terminal");
+    assert_eq!(term.calls(), 1);
+
+    assert!(setup_err(parse, "template IN A {\n var 1x 2\n}", &["."]).ends_with("invalid variable name \"1x\""));
+    assert!(setup_err(parse, "template IN A {\n var name 2\n}", &["."]).ends_with("variable name \"name\" is reserved"));
+    assert!(setup_err(parse, "template IN A {\n var x nosuch\n}", &["."]).contains("could not compile expression: x, "));
+    assert!(setup_err(parse, "template IN A {\n expr 1 +\n}", &["."]).contains("could not compile expression: "));
+}

@@ -12,6 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use super::common::{reply_to, zone_match};
+use super::expr::{Env, Val};
 use super::gotmpl::{Struct, Template as GoTemplate, Value};
 use super::setup::{class_to_string, rcode_value, type_to_string, Config, TemplateSpec};
 use crate::plugin::{Next, Plugin};
@@ -148,6 +149,22 @@ impl TemplateHandler {
                     }
                 }
             }
+            let mut var_map = BTreeMap::new();
+            if !t.vars.is_empty() || !t.exprs.is_empty() {
+                let mut env = expr_env(req, &group);
+                for (n, prog) in &t.vars {
+                    let Ok(v) = prog.run(&env) else { return (None, false) };
+                    var_map.insert(n.clone(), val_to_value(&v));
+                    env.vars.insert(n.clone(), v);
+                }
+                for prog in &t.exprs {
+                    match prog.run(&env) {
+                        Ok(Val::Bool(true)) => {}
+                        Ok(_) => return (None, t.fall.through(name)),
+                        Err(_) => return (None, false),
+                    }
+                }
+            }
             let (message, question) = if self.needs_message { message_values(req) } else { (Value::Nil, Value::Nil) };
             let meta: BTreeMap<String, String> = req.metadata.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
             let data = Value::Struct(Box::new(Struct {
@@ -163,7 +180,7 @@ impl TemplateHandler {
                     ("Message".into(), message),
                     ("Question".into(), question),
                     ("Remote".into(), Value::str(req.client.ip().to_string())),
-                    ("Var".into(), Value::Map(BTreeMap::new(), Box::new(Value::Nil))),
+                    ("Var".into(), Value::Map(var_map, Box::new(Value::Nil))),
                 ],
                 stringer: None,
                 methods: vec![("Meta".into(), meta)],
@@ -171,6 +188,39 @@ impl TemplateHandler {
             return (Some(Matched { zone: zone.to_string(), class, qtype, data }), false);
         }
         (None, t.fall.through(name))
+    }
+}
+
+/// The expression environment for `req` with the regex `groups`.
+fn expr_env(req: &Request, groups: &BTreeMap<String, Value>) -> Env {
+    Env {
+        qtype: type_to_string(req.qtype),
+        name: req.qname_lower.clone(),
+        class: class_to_string(req.qclass),
+        proto: req.proto.as_str().to_string(),
+        size: req.wire.len() as i64,
+        client_ip: req.client.ip().to_string(),
+        port: req.client.port().to_string(),
+        id: req.id() as i64,
+        opcode: crate::server::wire::opcode(&req.wire) as i64,
+        dnssec_ok: req.dnssec_ok(),
+        bufsize: req.client_size() as i64,
+        server_ip: req.local.ip().to_string(),
+        server_port: req.local.port().to_string(),
+        groups: groups.iter().map(|(k, v)| (k.clone(), v.to_text())).collect(),
+        metadata: req.metadata.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        vars: BTreeMap::new(),
+    }
+}
+
+fn val_to_value(v: &Val) -> Value {
+    match v {
+        Val::Nil => Value::Nil,
+        Val::Bool(b) => Value::Bool(*b),
+        Val::Int(i) => Value::Int(*i),
+        Val::Float(f) => Value::Float(*f),
+        Val::Str(s) => Value::Str(s.clone()),
+        Val::List(l) => Value::List(l.iter().map(val_to_value).collect()),
     }
 }
 
