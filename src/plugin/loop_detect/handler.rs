@@ -20,12 +20,9 @@ pub const PROBE_METADATA: &str = "loop/probe";
 /// What to do once a loop is detected (receives the fatal message).
 pub type ExitAction = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// The production exit action: log the fatal message and exit with status 1.
+/// The production exit action: print `[FATAL] plugin/loop: <msg>` and exit with status 1.
 pub fn exit_process() -> ExitAction {
-    Arc::new(|msg: &str| {
-        tracing::error!(target: "plugin/loop", "{msg}");
-        std::process::exit(1);
-    })
+    Arc::new(|msg: &str| crate::observe::logging::fatal(format!("plugin/loop: {msg}")))
 }
 
 #[derive(Default)]
