@@ -178,16 +178,18 @@ impl Plugin for Loop {
     }
 
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Outcome> {
-        Box::pin(async move {
+        // Everything here is synchronous, so the rest of the chain's future is returned as is
+        // (no extra allocation on the hot path).
+        if req.qtype == u16::from(RecordType::HINFO) {
             if let Some(msg) = self.check(req) {
                 (self.exit)(&msg);
             }
-            if req.qtype == u16::from(RecordType::HINFO) && req.qname_lower == self.qname {
+            if req.qname_lower == self.qname {
                 // Upstream plugins must not merge this query with an identical one in flight
                 // (that would hide the loop); see PROBE_METADATA.
                 req.set_metadata(PROBE_METADATA, "1".to_string());
             }
-            next.serve(req).await
-        })
+        }
+        next.serve(req)
     }
 }
