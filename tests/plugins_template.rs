@@ -209,4 +209,16 @@ async fn var_and_expr() {
     assert!(setup_err(parse, "template IN A {\n var name 2\n}", &["."]).ends_with("variable name \"name\" is reserved"));
     assert!(setup_err(parse, "template IN A {\n var x nosuch\n}", &["."]).contains("could not compile expression: x, "));
     assert!(setup_err(parse, "template IN A {\n expr 1 +\n}", &["."]).contains("could not compile expression: "));
+    assert!(setup_err(parse, "template IN A {\n var if 1\n}", &["."]).ends_with("variable name \"if\" is reserved"));
+    assert!(
+        setup_err(parse, "template IN A {\n var v 1\n var v 2\n}", &["."]).ends_with("variable name \"v\" is reserved")
+    );
+    assert!(setup_err(parse, "template IN A {\n var n 1\n var s 'x' + n\n}", &["."]).contains("mismatched types"));
+    assert!(setup_err(parse, "template IN A {\n var n 1\n expr n and true\n}", &["."]).contains("mismatched types"));
+    assert!(setup(
+        parse,
+        "template IN A {\n match ^(?P<a>[a-z]+)$\n var a group(\"a\") + group(1)\n expr a != ''\n}",
+        &["."]
+    )
+    .is_ok());
 }

@@ -72,12 +72,68 @@ enum Ast {
     Cond(Box<Ast>, Box<Ast>, Box<Ast>),
 }
 
+/// A static type, as the expr compiler checks them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ty {
+    /// Unknown until run time.
+    Any,
+    /// nil.
+    Nil,
+    /// bool.
+    Bool,
+    /// int.
+    Int,
+    /// float.
+    Float,
+    /// string.
+    Str,
+    /// array.
+    List,
+}
+
+impl Ty {
+    fn name(self) -> &'static str {
+        match self {
+            Ty::Any => "interface {}",
+            Ty::Nil => "nil",
+            Ty::Bool => "bool",
+            Ty::Int => "int",
+            Ty::Float => "float64",
+            Ty::Str => "string",
+            Ty::List => "[]interface {}",
+        }
+    }
+
+    fn numeric(self) -> bool {
+        matches!(self, Ty::Int | Ty::Float | Ty::Any)
+    }
+}
+
 /// A compiled expression.
 #[derive(Clone, Debug)]
 pub struct Program {
     ast: Ast,
     source: String,
+    ty: Ty,
 }
+
+/// Words the expr language reserves (not usable as variable names).
+pub const KEYWORDS: &[&str] = &[
+    "let",
+    "if",
+    "else",
+    "in",
+    "not",
+    "and",
+    "or",
+    "matches",
+    "contains",
+    "startsWith",
+    "endsWith",
+    "true",
+    "false",
+    "nil",
+];
 
 /// Names the query environment provides (CoreDNS's `expression.DefaultEnv` plus `group`).
 pub const ENV_NAMES: &[&str] = &[
@@ -268,7 +324,7 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
 struct P<'a> {
     t: &'a [Tok],
     i: usize,
-    known: &'a dyn Fn(&str) -> bool,
+    known: &'a dyn Fn(&str) -> Option<Ty>,
 }
 
 impl P<'_> {
@@ -450,7 +506,7 @@ impl P<'_> {
                     Ok(Ast::Call(w, args))
                 }
                 _ => {
-                    if !(self.known)(&w) {
+                    if (self.known)(&w).is_none() {
                         return Err(format!("unknown name {w}"));
                     }
                     Ok(Ast::Ident(w))
@@ -461,16 +517,135 @@ impl P<'_> {
     }
 }
 
+fn call_type(f: &str) -> Ty {
+    match f {
+        "incidr" | "do" | "any" | "all" | "none" | "one" | "hasPrefix" | "hasSuffix" => Ty::Bool,
+        "size" | "id" | "opcode" | "bufsize" | "len" | "count" | "int" | "indexOf" => Ty::Int,
+        "float" => Ty::Float,
+        "split" | "filter" | "map" | "reverse" => Ty::List,
+        "abs" | "min" | "max" | "first" | "last" => Ty::Any,
+        _ => Ty::Str,
+    }
+}
+
+/// Static type of `a`, with expr's compile-time errors for mismatched operands.
+fn check(a: &Ast, known: &dyn Fn(&str) -> Option<Ty>) -> Result<Ty, String> {
+    let mismatch =
+        |op: &str, l: Ty, r: Ty| format!("invalid operation: {op} (mismatched types {} and {})", l.name(), r.name());
+    Ok(match a {
+        Ast::Lit(v) => match v {
+            Val::Nil => Ty::Nil,
+            Val::Bool(_) => Ty::Bool,
+            Val::Int(_) => Ty::Int,
+            Val::Float(_) => Ty::Float,
+            Val::Str(_) => Ty::Str,
+            Val::List(_) => Ty::List,
+        },
+        Ast::Ident(n) => known(n).unwrap_or(Ty::Any),
+        Ast::Elem | Ast::Index(..) => Ty::Any,
+        Ast::Array(items) => {
+            for i in items {
+                check(i, known)?;
+            }
+            Ty::List
+        }
+        Ast::Call(f, args) => {
+            for x in args {
+                check(x, known)?;
+            }
+            call_type(f)
+        }
+        Ast::Cond(c, x, y) => {
+            check(c, known)?;
+            let (tx, ty) = (check(x, known)?, check(y, known)?);
+            if tx == ty {
+                tx
+            } else {
+                Ty::Any
+            }
+        }
+        Ast::Unary(op, x) => {
+            let t = check(x, known)?;
+            if op == "not" {
+                if !matches!(t, Ty::Bool | Ty::Any) {
+                    return Err(format!("invalid operation: ! ({})", t.name()));
+                }
+                Ty::Bool
+            } else {
+                if !t.numeric() {
+                    return Err(format!("invalid operation: - ({})", t.name()));
+                }
+                t
+            }
+        }
+        Ast::Binary(op, l, r) => {
+            let (lt, rt) = (check(l, known)?, check(r, known)?);
+            let any = lt == Ty::Any || rt == Ty::Any;
+            match op.as_str() {
+                "and" | "or" => {
+                    for t in [lt, rt] {
+                        if !matches!(t, Ty::Bool | Ty::Any) {
+                            return Err(mismatch(op, lt, rt));
+                        }
+                    }
+                    Ty::Bool
+                }
+                "==" | "!=" | "in" | "not in" => Ty::Bool,
+                "??" => lt,
+                "<" | ">" | "<=" | ">=" => {
+                    if !(any || (lt.numeric() && rt.numeric()) || (lt == Ty::Str && rt == Ty::Str)) {
+                        return Err(mismatch(op, lt, rt));
+                    }
+                    Ty::Bool
+                }
+                "matches" | "contains" | "startsWith" | "endsWith" => {
+                    for t in [lt, rt] {
+                        if !matches!(t, Ty::Str | Ty::Any) {
+                            return Err(mismatch(op, lt, rt));
+                        }
+                    }
+                    Ty::Bool
+                }
+                "+" => match (lt, rt) {
+                    _ if any => Ty::Any,
+                    (Ty::Int, Ty::Int) => Ty::Int,
+                    (Ty::Str, Ty::Str) => Ty::Str,
+                    (Ty::List, Ty::List) => Ty::List,
+                    (a, b) if a.numeric() && b.numeric() => Ty::Float,
+                    _ => return Err(mismatch(op, lt, rt)),
+                },
+                _ => {
+                    if !(lt.numeric() && rt.numeric()) {
+                        return Err(mismatch(op, lt, rt));
+                    }
+                    match (op.as_str(), lt, rt) {
+                        _ if any => Ty::Any,
+                        ("/", _, _) => Ty::Float,
+                        (_, Ty::Int, Ty::Int) => Ty::Int,
+                        _ => Ty::Float,
+                    }
+                }
+            }
+        }
+    })
+}
+
 impl Program {
-    /// Compiles `src`; `known` says whether a bare identifier (a declared variable) exists.
-    pub fn compile(src: &str, known: &dyn Fn(&str) -> bool) -> Result<Program, String> {
+    /// Compiles `src`; `known` gives the type of a declared variable (None = undeclared).
+    pub fn compile(src: &str, known: &dyn Fn(&str) -> Option<Ty>) -> Result<Program, String> {
         let toks = lex(src)?;
         let mut p = P { t: &toks, i: 0, known };
         let ast = p.expr()?;
         if p.i != toks.len() {
             return Err(format!("unexpected token {:?}", toks[p.i]));
         }
-        Ok(Program { ast, source: src.to_string() })
+        let ty = check(&ast, known)?;
+        Ok(Program { ast, source: src.to_string(), ty })
+    }
+
+    /// The expression's static type.
+    pub fn ty(&self) -> Ty {
+        self.ty
     }
 
     /// The source text.
@@ -825,7 +1000,7 @@ mod tests {
     use pretty_assertions::assert_eq;
 
     fn run(src: &str, env: &Env) -> Result<Val, String> {
-        Program::compile(src, &|n| env.vars.contains_key(n))?.run(env)
+        Program::compile(src, &|n| env.vars.contains_key(n).then_some(Ty::Any))?.run(env)
     }
 
     #[test]
@@ -848,8 +1023,9 @@ mod tests {
         assert_eq!(run("1 + 2 * 3 == 7 and not (2 > 3)", &env).unwrap(), Val::Bool(true));
         assert_eq!(run("'b' in ['a', 'b'] ? 'yes' : 'no'", &env).unwrap(), Val::Str("yes".into()));
         assert_eq!(run("name() matches '^a\\\\.'", &env).unwrap(), Val::Bool(true));
-        assert!(Program::compile("nosuch + 1", &|_| false).is_err());
-        assert!(Program::compile("nosuchfunc(1)", &|_| false).is_err());
-        assert!(Program::compile("1 +", &|_| false).is_err());
+        assert!(Program::compile("nosuch + 1", &|_| None).is_err());
+        assert!(Program::compile("nosuchfunc(1)", &|_| None).is_err());
+        assert!(Program::compile("1 +", &|_| None).is_err());
+        assert!(Program::compile("'x' + 1", &|_| None).unwrap_err().contains("mismatched types string and int"));
     }
 }

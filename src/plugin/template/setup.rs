@@ -8,7 +8,7 @@ use hickory_proto::op::ResponseCode;
 use regex::Regex;
 
 use super::common::{origins_from_args_or_block, Fall};
-use super::expr::{Program, BUILTINS, ENV_NAMES};
+use super::expr::{Program, BUILTINS, ENV_NAMES, KEYWORDS};
 use super::gotmpl::Template as GoTemplate;
 use crate::corefile::{CorefileError, Dispenser};
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
@@ -269,15 +269,16 @@ pub fn parse_config(d: &mut Dispenser, ctx: &SetupContext) -> Result<Config, Cor
                     if !valid {
                         return Err(d.err(format!("invalid variable name {name:?}")));
                     }
-                    let reserved = ["true", "false", "nil", "and", "or", "not", "in", "matches", "contains"];
                     if ENV_NAMES.contains(&name.as_str())
                         || BUILTINS.contains(&name.as_str())
-                        || reserved.contains(&name.as_str())
+                        || KEYWORDS.contains(&name.as_str())
+                        || t.vars.iter().any(|(n, _)| n == name)
                     {
                         return Err(d.err(format!("variable name {name:?} is reserved")));
                     }
-                    let declared: Vec<String> = t.vars.iter().map(|(n, _)| n.clone()).collect();
-                    let prog = Program::compile(&args[1..].join(" "), &|n| declared.iter().any(|v| v == n))
+                    let declared = &t.vars;
+                    let known = |n: &str| declared.iter().find(|(v, _)| v == n).map(|(_, p)| p.ty());
+                    let prog = Program::compile(&args[1..].join(" "), &known)
                         .map_err(|e| d.err(format!("could not compile expression: {name}, {e}")))?;
                     t.vars.push((name.clone(), prog));
                 }
@@ -286,8 +287,9 @@ pub fn parse_config(d: &mut Dispenser, ctx: &SetupContext) -> Result<Config, Cor
                     if args.is_empty() {
                         return Err(d.arg_err());
                     }
-                    let declared: Vec<String> = t.vars.iter().map(|(n, _)| n.clone()).collect();
-                    let prog = Program::compile(&args.join(" "), &|n| declared.iter().any(|v| v == n))
+                    let declared = &t.vars;
+                    let known = |n: &str| declared.iter().find(|(v, _)| v == n).map(|(_, p)| p.ty());
+                    let prog = Program::compile(&args.join(" "), &known)
                         .map_err(|e| d.err(format!("could not compile expression: {e}")))?;
                     t.exprs.push(prog);
                 }
