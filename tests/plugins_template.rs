@@ -222,3 +222,38 @@ async fn var_and_expr() {
     )
     .is_ok());
 }
+
+#[tokio::test]
+async fn cname_answers_are_chased_through_the_server() {
+    use hickory_proto::op::{Message, MessageType, OpCode};
+    use hickory_proto::rr::{RData, Record};
+    use nodecache::plugin::template::handler::TemplateHandler;
+    use nodecache::plugin::template::setup::Config;
+
+    // Stands in for this server's own listener: answers every A query with 192.0.2.77.
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let addr = sock.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 1500];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            let Ok(q) = Message::from_vec(&buf[..n]) else { continue };
+            let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+            r.queries = q.queries.clone();
+            let owner = q.queries[0].name().clone();
+            r.answers.push(Record::from_rdata(owner, 30, RData::A("192.0.2.77".parse().expect("ip"))));
+            let _ = sock.send_to(&r.to_vec().expect("encode"), from).await;
+        }
+    });
+
+    let cfg = setup(parse, "template IN A example {\n answer \"{{ .Name }} 60 IN CNAME target.example.\"\n}", &["."])
+        .expect("setup");
+    let cfg = cfg.as_any().downcast_ref::<Config>().expect("config").clone();
+    let h = Arc::new(TemplateHandler::with_upstream(cfg, Some(addr)));
+    let c = chain(vec![h], None);
+    let mut req = request("alias.example.", RecordType::A);
+    let m = reply(&run(&c, &mut req).await);
+    assert_eq!(
+        texts(&m.answers),
+        vec!["alias.example. 60 IN CNAME target.example.", "target.example. 30 IN A 192.0.2.77"]
+    );
+}

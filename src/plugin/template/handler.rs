@@ -42,6 +42,9 @@ fn register_metrics() {
 pub struct TemplateHandler {
     cfg: Config,
     needs_message: bool,
+    /// Where CNAME targets of A/AAAA answers are looked up: this server's own first listener
+    /// (so the lookup runs through routing and the chains, like CoreDNS's `upstream`).
+    self_addr: Option<std::net::SocketAddr>,
 }
 
 /// What a matching template sees (CoreDNS's `templateData`).
@@ -55,6 +58,11 @@ struct Matched {
 impl TemplateHandler {
     /// A handler for the parsed configuration.
     pub fn new(cfg: Config) -> TemplateHandler {
+        TemplateHandler::with_upstream(cfg, None)
+    }
+
+    /// A handler that resolves CNAME answers to A/AAAA queries by asking `self_addr`.
+    pub fn with_upstream(cfg: Config, self_addr: Option<std::net::SocketAddr>) -> TemplateHandler {
         register_metrics();
         let needs_message = cfg.templates.iter().any(|t| {
             t.answer
@@ -63,7 +71,36 @@ impl TemplateHandler {
                 .chain(&t.authority)
                 .any(|g| g.source().contains("Message") || g.source().contains("Question"))
         });
-        TemplateHandler { cfg, needs_message }
+        TemplateHandler { cfg, needs_message, self_addr }
+    }
+
+    /// CoreDNS's CNAME chasing: after each CNAME answer to an A/AAAA query, the target's
+    /// answers (looked up through this server) are appended and TC copied.
+    async fn resolve_cnames(&self, req: &Request, msg: &mut Message) {
+        let Some(addr) = self.self_addr else { return };
+        if req.qtype != 1 && req.qtype != 28 {
+            return;
+        }
+        if !msg.answers.iter().any(|r| r.record_type() == hickory_proto::rr::RecordType::CNAME) {
+            return;
+        }
+        let mut out = Vec::with_capacity(msg.answers.len());
+        for rr in std::mem::take(&mut msg.answers) {
+            let target = match &rr.data {
+                hickory_proto::rr::RData::CNAME(c) => Some(c.0.clone()),
+                _ => None,
+            };
+            out.push(rr);
+            let Some(target) = target else { continue };
+            if target.to_ascii().eq_ignore_ascii_case(&req.qname) {
+                continue;
+            }
+            if let Ok(up) = lookup(addr, &target, req).await {
+                msg.metadata.truncation = up.metadata.truncation;
+                out.extend(up.answers);
+            }
+        }
+        msg.answers = out;
     }
 
     fn handle(&self, req: &Request) -> Option<Outcome> {
@@ -284,6 +321,34 @@ fn execute_rr(g: &GoTemplate, section: &str, data: &Value, base: &Labels) -> Res
     })
 }
 
+/// Asks this server (at `addr`, over UDP, 2s) for `name` with the query's type, EDNS size and
+/// DO bit.
+async fn lookup(addr: std::net::SocketAddr, name: &Name, req: &Request) -> Result<Message, String> {
+    use hickory_proto::op::{MessageType, OpCode, Query};
+    let mut q = Message::new(rand::random::<u16>(), MessageType::Query, OpCode::Query);
+    q.metadata.recursion_desired = true;
+    q.add_query(Query::query(name.clone(), hickory_proto::rr::RecordType::from(req.qtype)));
+    let mut edns = Edns::new();
+    edns.set_max_payload(req.client_size().min(65535) as u16);
+    edns.set_dnssec_ok(req.dnssec_ok());
+    q.edns = Some(edns);
+    let wire = q.to_vec().map_err(|e| e.to_string())?;
+    let bind: std::net::SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let sock = tokio::net::UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
+    sock.connect(addr).await.map_err(|e| e.to_string())?;
+    sock.send(&wire).await.map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 65535];
+    let wait = async {
+        loop {
+            let n = sock.recv(&mut buf).await.map_err(|e| e.to_string())?;
+            if n >= 2 && buf[..2] == wire[..2] {
+                return Message::from_vec(&buf[..n]).map_err(|e| e.to_string());
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), wait).await.map_err(|_| "i/o timeout".to_string())?
+}
+
 /// Parses one resource record in zone-file syntax the way miekg's `dns.NewRR` does: origin
 /// `.`, default TTL 3600, class IN when omitted.
 pub fn parse_rr(text: &str) -> Result<Record, String> {
@@ -314,7 +379,12 @@ impl Plugin for TemplateHandler {
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             match self.handle(req) {
-                Some(outcome) => outcome,
+                Some(mut outcome) => {
+                    if let Some(Reply::Message(m)) = outcome.reply.as_mut() {
+                        self.resolve_cnames(req, m).await;
+                    }
+                    outcome
+                }
                 None => next.serve(req).await,
             }
         })

@@ -80,8 +80,13 @@ impl PluginConfig for Config {
         out.join("\n")
     }
 
-    fn build(&self, _ctx: &BuildContext) -> Result<Option<Arc<dyn Plugin>>, String> {
-        Ok(Some(Arc::new(super::handler::TemplateHandler::new(self.clone()))))
+    fn build(&self, ctx: &BuildContext) -> Result<Option<Arc<dyn Plugin>>, String> {
+        let upstream = ctx
+            .servers
+            .first()
+            .and_then(|label| crate::plugin::loop_detect::handler::probe_target(label))
+            .map(|(addr, _)| addr);
+        Ok(Some(Arc::new(super::handler::TemplateHandler::with_upstream(self.clone(), upstream))))
     }
 
     fn as_any(&self) -> &dyn Any {
