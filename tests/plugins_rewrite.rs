@@ -129,3 +129,42 @@ fn setup_errors() {
         assert!(setup(parse, ok, &["."]).is_ok(), "{ok}");
     }
 }
+
+#[tokio::test]
+async fn cname_target_rule_resolves_the_new_target() {
+    use nodecache::plugin::rewrite::handler::Rewrite;
+    use nodecache::plugin::rewrite::setup::Config;
+
+    // Stands in for this server's own listener: answers every A query with 192.0.2.88.
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let addr = sock.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 1500];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            let Ok(q) = Message::from_vec(&buf[..n]) else { continue };
+            let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+            r.queries = q.queries.clone();
+            let owner = q.queries[0].name().clone();
+            r.answers.push(Record::from_rdata(owner, 30, RData::A(A("192.0.2.88".parse().expect("ip")))));
+            let _ = sock.send_to(&r.to_vec().expect("encode"), from).await;
+        }
+    });
+
+    let term = Arc::new(Terminal::default());
+    let mut resp = Message::new(0, MessageType::Response, OpCode::Query);
+    resp.queries = query("www.example.org.", RecordType::A).queries;
+    resp.answers.push(Record::from_rdata(name("www.example.org."), 300, RData::CNAME(CNAME(name("lb.cdn.net.")))));
+    resp.answers.push(Record::from_rdata(name("lb.cdn.net."), 300, RData::A(A("10.0.0.1".parse().expect("ip")))));
+    *term.answer.lock() = Some(resp);
+    let cfg = setup(parse, "rewrite cname suffix .cdn.net. .other.net.", &["."]).expect("setup");
+    let rules = cfg.as_any().downcast_ref::<Config>().expect("config").rules.clone();
+    let c = chain(vec![Arc::new(Rewrite { rules, self_addr: Some(addr) })], Some(term));
+    let mut req = request("www.example.org.", RecordType::A);
+    let m = reply(&run(&c, &mut req).await);
+    assert_eq!(
+        texts(&m.answers),
+        vec!["www.example.org. 300 IN CNAME lb.other.net.", "lb.other.net. 30 IN A 192.0.2.88"]
+    );
+    assert!(setup_err(parse, "rewrite cname foo a b", &["."]).ends_with("unknown cname rewrite type: foo"));
+    assert!(setup_err(parse, "rewrite cname a", &["."]).ends_with("too few (1) arguments for a cname rule"));
+}

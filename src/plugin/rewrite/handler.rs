@@ -16,6 +16,54 @@ use crate::server::{Outcome, Reply, Request};
 pub struct Rewrite {
     /// Rules in order.
     pub rules: Vec<Rule>,
+    /// This server's own first listener, where `cname` rules resolve rewritten targets.
+    pub self_addr: Option<std::net::SocketAddr>,
+}
+
+/// CoreDNS's cname-target rewriting: the first CNAME answer whose target the rule maps gets
+/// the new target, later answers are replaced by the new target's answers (asked of this
+/// server with the query's type), and TC is copied.
+async fn rewrite_cname_targets(m: &mut Message, rules: &[ResponseRule], addr: std::net::SocketAddr, req: &Request) {
+    for rule in rules.iter().rev() {
+        let ResponseRule::Cname(c) = rule else { continue };
+        let hit = m.answers.iter().find_map(|r| match &r.data {
+            RData::CNAME(t) => {
+                let target = t.0.to_ascii();
+                c.from_and_to(&target).filter(|(from, _)| *from == target)
+            }
+            _ => None,
+        });
+        let Some((from, to)) = hit else { continue };
+        let Ok(to_name) = Name::from_ascii(&to) else { continue };
+        let Ok(up) = crate::plugin::template::handler::lookup_name(
+            addr,
+            &to_name,
+            req.qtype,
+            req.client_size().min(65535) as u16,
+            req.dnssec_ok(),
+        )
+        .await
+        else {
+            tracing::error!(target: "plugin/rewrite", "upstream lookup failed");
+            continue;
+        };
+        let mut answers = Vec::new();
+        for mut rr in std::mem::take(&mut m.answers) {
+            if let RData::CNAME(t) = &mut rr.data {
+                let matched = t.0.to_ascii() == from;
+                if matched {
+                    t.0 = to_name.clone();
+                }
+                answers.push(rr);
+                if matched {
+                    break;
+                }
+            }
+        }
+        answers.extend(up.answers);
+        m.answers = answers;
+        m.metadata.truncation = up.metadata.truncation;
+    }
 }
 
 /// miekg's `IsDomainName`: labels of 1–63 octets, at most 255 octets in wire form.
@@ -196,6 +244,9 @@ impl Plugin for Rewrite {
                 }
             }
             rewrite_response(&mut msg, &rules);
+            if let Some(addr) = self.self_addr {
+                rewrite_cname_targets(&mut msg, &rules, addr, req).await;
+            }
             let mut written = Outcome::written(
                 if out.plugin.is_empty() { "rewrite" } else { out.plugin },
                 Reply::Message(Box::new(msg)),

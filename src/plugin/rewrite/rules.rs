@@ -75,6 +75,44 @@ pub enum ResponseRule {
     Ttl(u32, u32),
     /// Replace the rcode `old` by `new`.
     Rcode(u16, u16),
+    /// Rewrite a CNAME target and resolve the new target (`cname` rule).
+    Cname(CnameTarget),
+}
+
+/// A `cname` rule: which CNAME targets to replace, and by what.
+#[derive(Debug, Clone)]
+pub struct CnameTarget {
+    /// exact, prefix, suffix, substring or regex.
+    pub kind: String,
+    /// Source text (lower case; FQDN for exact).
+    pub from: String,
+    /// Replacement (may hold `{N}` for regex).
+    pub to: String,
+    /// Compiled `from` for regex.
+    pub pattern: Option<Regex>,
+}
+
+impl CnameTarget {
+    /// CoreDNS's `getFromAndToTarget`: the (from, to) pair for a CNAME target, if it applies.
+    pub fn from_and_to(&self, target: &str) -> Option<(String, String)> {
+        match self.kind.as_str() {
+            "exact" => Some((self.from.clone(), self.to.clone())),
+            "prefix" => {
+                target.strip_prefix(self.from.as_str()).map(|rest| (target.to_string(), format!("{}{rest}", self.to)))
+            }
+            "suffix" => target
+                .strip_suffix(self.from.as_str())
+                .map(|before| (target.to_string(), format!("{before}{}", self.to))),
+            "substring" => target
+                .contains(self.from.as_str())
+                .then(|| (target.to_string(), target.replace(self.from.as_str(), &self.to))),
+            "regex" => {
+                let caps = self.pattern.as_ref()?.captures(target)?;
+                Some((target.to_string(), substitute_groups(&self.to, &caps)))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// How a name-based rule selects queries.
@@ -237,7 +275,8 @@ pub fn new_rule(args: &[String]) -> Result<Rule, String> {
         }
         "ttl" => new_ttl_rule(mode, rest),
         "rcode" => new_rcode_rule(mode, rest),
-        "edns0" | "cname" => Err(format!("rule type {rule_type:?} is not supported by this engine")),
+        "cname" => new_cname_rule(mode, rest),
+        "edns0" => Err(format!("rule type {rule_type:?} is not supported by this engine")),
         _ => Err(format!("invalid rule type {:?}", args[0])),
     }
 }
@@ -363,6 +402,36 @@ fn matcher_for(kind: &str, arg: &str, rule: &str) -> Result<Matcher, String> {
             return Err(format!("{rule} rule supports only exact, prefix, suffix, substring, and regex name matching"))
         }
     })
+}
+
+fn new_cname_rule(mode: Mode, args: &[String]) -> Result<Rule, String> {
+    let (kind, mut from, mut to) = match args.len() {
+        3 => {
+            let kind = args[0].to_ascii_lowercase();
+            if !["exact", "prefix", "suffix", "substring", "regex"].contains(&kind.as_str()) {
+                return Err(format!("unknown cname rewrite type: {kind}"));
+            }
+            (kind, args[1].to_ascii_lowercase(), args[2].to_ascii_lowercase())
+        }
+        2 => ("exact".to_string(), args[0].to_ascii_lowercase(), args[1].to_ascii_lowercase()),
+        n => return Err(format!("too few ({n}) arguments for a cname rule")),
+    };
+    if kind == "exact" {
+        from = normalize(&from);
+        to = normalize(&to);
+    }
+    let mut pattern = None;
+    if kind == "regex" {
+        if from.len() > MAX_REGEX_LEN {
+            return Err(format!("regex pattern too long in a cname rule: {} > {}", from.len(), MAX_REGEX_LEN));
+        }
+        pattern = Some(Regex::new(&from).map_err(|e| format!("invalid cname rewrite regex pattern: {e}"))?);
+    }
+    Ok(Rule::Response(
+        mode,
+        Matcher::Substring(String::new()),
+        ResponseRule::Cname(CnameTarget { kind, from, to, pattern }),
+    ))
 }
 
 fn valid_ttl(v: &str) -> Option<(u32, u32)> {

@@ -24,8 +24,10 @@ impl PluginConfig for Config {
     fn describe(&self) -> String {
         self.texts.iter().map(|t| format!("rewrite {t}")).collect::<Vec<_>>().join("\n")
     }
-    fn build(&self, _ctx: &BuildContext) -> Result<Option<Arc<dyn Plugin>>, String> {
-        Ok(Some(Arc::new(super::handler::Rewrite { rules: self.rules.clone() })))
+    fn build(&self, ctx: &BuildContext) -> Result<Option<Arc<dyn Plugin>>, String> {
+        let self_addr =
+            ctx.servers.first().and_then(|l| crate::plugin::loop_detect::handler::probe_target(l)).map(|(a, _)| a);
+        Ok(Some(Arc::new(super::handler::Rewrite { rules: self.rules.clone(), self_addr })))
     }
     fn as_any(&self) -> &dyn Any {
         self

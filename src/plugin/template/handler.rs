@@ -324,13 +324,25 @@ fn execute_rr(g: &GoTemplate, section: &str, data: &Value, base: &Labels) -> Res
 /// Asks this server (at `addr`, over UDP, 2s) for `name` with the query's type, EDNS size and
 /// DO bit.
 async fn lookup(addr: std::net::SocketAddr, name: &Name, req: &Request) -> Result<Message, String> {
+    lookup_name(addr, name, req.qtype, req.client_size().min(65535) as u16, req.dnssec_ok()).await
+}
+
+/// Sends one query for `name`/`qtype` (EDNS `size`, `dnssec_ok`) to `addr` over UDP and waits up
+/// to 2s for the reply (CoreDNS's `upstream.Lookup`, done through this server's listener).
+pub async fn lookup_name(
+    addr: std::net::SocketAddr,
+    name: &Name,
+    qtype: u16,
+    size: u16,
+    dnssec_ok: bool,
+) -> Result<Message, String> {
     use hickory_proto::op::{MessageType, OpCode, Query};
     let mut q = Message::new(rand::random::<u16>(), MessageType::Query, OpCode::Query);
     q.metadata.recursion_desired = true;
-    q.add_query(Query::query(name.clone(), hickory_proto::rr::RecordType::from(req.qtype)));
+    q.add_query(Query::query(name.clone(), hickory_proto::rr::RecordType::from(qtype)));
     let mut edns = Edns::new();
-    edns.set_max_payload(req.client_size().min(65535) as u16);
-    edns.set_dnssec_ok(req.dnssec_ok());
+    edns.set_max_payload(size.max(512));
+    edns.set_dnssec_ok(dnssec_ok);
     q.edns = Some(edns);
     let wire = q.to_vec().map_err(|e| e.to_string())?;
     let bind: std::net::SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
