@@ -168,3 +168,43 @@ async fn cname_target_rule_resolves_the_new_target() {
     assert!(setup_err(parse, "rewrite cname foo a b", &["."]).ends_with("unknown cname rewrite type: foo"));
     assert!(setup_err(parse, "rewrite cname a", &["."]).ends_with("too few (1) arguments for a cname rule"));
 }
+
+#[tokio::test]
+async fn edns0_rules_change_the_query_opt() {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    let term = Arc::new(Terminal::default());
+    let c = rewrite_chain(
+        "rewrite continue edns0 local set 0xffee 0x61626364\nrewrite edns0 subnet set 24 56",
+        term.clone(),
+    );
+    let mut req = request_from(&query("example.org.", RecordType::A), "10.1.2.3:5000", nodecache::server::Proto::Udp);
+    run(&c, &mut req).await;
+    let seen = term.seen.lock()[0].clone();
+    let msg = seen.message().expect("parse");
+    let edns = msg.edns.expect("an OPT was added");
+    assert_eq!(edns.max_payload(), 4096);
+    assert_eq!(seen.edns.as_ref().map(|e| e.udp_size), Some(4096));
+    let opts = &edns.options().options;
+    assert_eq!(opts.len(), 2);
+    assert_eq!(u16::from(opts[0].0), 0xffee);
+    match &opts[0].1 {
+        EdnsOption::Unknown(_, data) => assert_eq!(data.as_slice(), b"abcd"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(opts[1].0, EdnsCode::Subnet);
+    match &opts[1].1 {
+        EdnsOption::Subnet(s) => {
+            assert_eq!((s.addr().to_string(), s.source_prefix()), ("10.1.2.0".to_string(), 24));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+
+    let e = |t: &str| setup_err(parse, t, &["."]);
+    assert_eq!(e("rewrite edns0 local"), "plugin/rewrite: too few arguments for an EDNS0 rule");
+    assert_eq!(e("rewrite edns0 local bogus 1 2"), "plugin/rewrite: invalid action: \"bogus\"");
+    assert_eq!(e("rewrite edns0 subnet set 33 56"), "plugin/rewrite: invalid IPv4 bit mask length 33");
+    assert_eq!(e("rewrite edns0 local set 0xffee {nope}"), "plugin/rewrite: unsupported variable name \"{nope}\"");
+    assert!(setup(parse, "rewrite edns0 local set 0xffee {client_ip} revert", &["."]).is_ok());
+    assert!(setup(parse, "rewrite edns0 nsid set", &["."]).is_ok());
+    assert!(setup(parse, "rewrite edns0 subnet unset", &["."]).is_ok());
+}

@@ -148,6 +148,9 @@ pub fn rewrite_response(m: &mut Message, rules: &[ResponseRule]) {
         apply_rules(rules, &mut rcode, None);
     }
     m.metadata.response_code = rcode_value(rcode);
+    let undo: Vec<super::edns0::Revert> =
+        rules.iter().filter_map(|r| if let ResponseRule::Edns0(u) = r { Some(u.clone()) } else { None }).collect();
+    super::edns0::revert(m, &undo);
 }
 
 fn error_rcode(rc: ResponseCode) -> bool {
@@ -160,8 +163,24 @@ impl Rewrite {
         let mut q = orig.clone();
         let mut rules = Vec::new();
         let mut stopped = false;
+        let mut edns_msg: Option<Message> = None;
         for rule in &self.rules {
-            let Some(added) = rule.apply(&mut q) else { continue };
+            let added = match rule {
+                Rule::Edns0(_, e) => {
+                    if edns_msg.is_none() {
+                        edns_msg = Some(req.message()?);
+                    }
+                    let Some(m) = edns_msg.as_mut() else { continue };
+                    match e.apply(m, req) {
+                        Some(undo) => undo.into_iter().map(ResponseRule::Edns0).collect(),
+                        None => continue,
+                    }
+                }
+                _ => match rule.apply(&mut q) {
+                    Some(added) => added,
+                    None => continue,
+                },
+            };
             if !is_domain_name(&q.name) {
                 return Err(format!("invalid name after rewrite: {}", q.name));
             }
@@ -172,8 +191,11 @@ impl Rewrite {
             }
         }
         let changed = q != orig;
-        if changed {
-            let mut msg = req.message()?;
+        if changed || edns_msg.is_some() {
+            let mut msg = match edns_msg {
+                Some(m) => m,
+                None => req.message()?,
+            };
             let name = Name::from_ascii(&q.name).map_err(|e| format!("invalid name after rewrite: {}: {e}", q.name))?;
             if let Some(first) = msg.queries.first_mut() {
                 first.set_name(name);
@@ -181,6 +203,12 @@ impl Rewrite {
                 first.set_query_class(q.qclass.into());
             }
             req.replace_message(&msg)?;
+            req.edns = msg.edns.as_ref().map(|e| crate::server::ClientEdns {
+                udp_size: e.max_payload(),
+                dnssec_ok: e.flags().dnssec_ok,
+                version: e.version(),
+                options: req.edns.as_ref().map(|c| c.options.clone()).unwrap_or_default(),
+            });
             req.qname_lower = q.name.to_ascii_lowercase();
             req.qname = q.name;
             req.qtype = q.qtype;

@@ -77,6 +77,8 @@ pub enum ResponseRule {
     Rcode(u16, u16),
     /// Rewrite a CNAME target and resolve the new target (`cname` rule).
     Cname(CnameTarget),
+    /// Undo an edns0 change in the response OPT.
+    Edns0(super::edns0::Revert),
 }
 
 /// A `cname` rule: which CNAME targets to replace, and by what.
@@ -164,6 +166,8 @@ pub enum Rule {
     Class(Mode, u16, u16),
     /// `ttl [MATCH] NAME TTL` and `rcode [MATCH] NAME OLD NEW`: a response-only rule.
     Response(Mode, Matcher, ResponseRule),
+    /// `edns0 ...`: changes the query's OPT (applied by the handler, which has the message).
+    Edns0(Mode, super::edns0::Edns0Rule),
 }
 
 /// The question a rule may change.
@@ -181,7 +185,11 @@ impl Rule {
     /// The rule's mode.
     pub fn mode(&self) -> Mode {
         match self {
-            Rule::Name { mode, .. } | Rule::Type(mode, ..) | Rule::Class(mode, ..) | Rule::Response(mode, ..) => *mode,
+            Rule::Name { mode, .. }
+            | Rule::Type(mode, ..)
+            | Rule::Class(mode, ..)
+            | Rule::Response(mode, ..)
+            | Rule::Edns0(mode, _) => *mode,
         }
     }
 
@@ -198,6 +206,7 @@ impl Rule {
                 Vec::new()
             }),
             Rule::Response(_, m, r) => m.matches(&lower).then(|| vec![r.clone()]),
+            Rule::Edns0(..) => None,
             Rule::Name { matcher, to, auto, answers, .. } => {
                 let new = match matcher {
                     Matcher::Exact(from) => (lower == *from).then(|| to.clone()),
@@ -276,7 +285,7 @@ pub fn new_rule(args: &[String]) -> Result<Rule, String> {
         "ttl" => new_ttl_rule(mode, rest),
         "rcode" => new_rcode_rule(mode, rest),
         "cname" => new_cname_rule(mode, rest),
-        "edns0" => Err(format!("rule type {rule_type:?} is not supported by this engine")),
+        "edns0" => super::edns0::new_rule(rest).map(|r| Rule::Edns0(mode, r)),
         _ => Err(format!("invalid rule type {:?}", args[0])),
     }
 }
