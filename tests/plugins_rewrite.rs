@@ -184,6 +184,10 @@ async fn edns0_rules_change_the_query_opt() {
     let edns = msg.edns.expect("an OPT was added");
     assert_eq!(edns.max_payload(), 4096);
     assert_eq!(seen.edns.as_ref().map(|e| e.udp_size), Some(4096));
+    // The raw options kept for the reply match the rewritten OPT: 0xffee (4 bytes of data)
+    // first, then the client subnet.
+    let raw = seen.edns.as_ref().map(|e| e.options.clone()).unwrap_or_default();
+    assert_eq!(&raw[..8], &[0xff, 0xee, 0, 4, b'a', b'b', b'c', b'd']);
     let opts = &edns.options().options;
     assert_eq!(opts.len(), 2);
     assert_eq!(u16::from(opts[0].0), 0xffee);

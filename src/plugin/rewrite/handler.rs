@@ -203,11 +203,18 @@ impl Rewrite {
                 first.set_query_class(q.qclass.into());
             }
             req.replace_message(&msg)?;
+            // The query's OPT as CoreDNS's scrub writer will see it (the rewritten request).
+            let options = crate::plugin::template::common::opt_class_offset(&req.wire)
+                .and_then(|off| {
+                    let len = u16::from_be_bytes([*req.wire.get(off + 6)?, *req.wire.get(off + 7)?]) as usize;
+                    req.wire.get(off + 8..off + 8 + len).map(<[u8]>::to_vec)
+                })
+                .unwrap_or_default();
             req.edns = msg.edns.as_ref().map(|e| crate::server::ClientEdns {
                 udp_size: e.max_payload(),
                 dnssec_ok: e.flags().dnssec_ok,
                 version: e.version(),
-                options: req.edns.as_ref().map(|c| c.options.clone()).unwrap_or_default(),
+                options,
             });
             req.qname_lower = q.name.to_ascii_lowercase();
             req.qname = q.name;
