@@ -53,6 +53,10 @@ async fn third_probe_hit_fires_the_exit_action() {
         )]
     );
     assert_eq!(term.calls(), 5);
+    // Probe requests are marked so that forward does not merge them with one in flight.
+    let seen = term.seen.lock();
+    assert_eq!(seen[2].get_metadata(nodecache::plugin::loop_detect::handler::PROBE_METADATA), Some("1"));
+    assert_eq!(seen[0].get_metadata(nodecache::plugin::loop_detect::handler::PROBE_METADATA), None);
 }
 
 #[tokio::test]

@@ -283,3 +283,33 @@ fn debug_sets_the_process_flag() {
     assert!(cfg.build(&build_ctx(&["."], &["dns://:53"])).expect("build").is_none());
     assert!(nodecache::plugin::debug::enabled());
 }
+
+#[tokio::test]
+async fn loadbalance_weighted_prefers_heavy_addresses() {
+    use nodecache::plugin::loadbalance::setup::parse;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("weights");
+    std::fs::write(&path, "x.example.\n10.0.0.1 1\n10.0.0.2 255\n").expect("write");
+    let cfg =
+        setup(parse, &format!("loadbalance weighted {} {{\n reload 0\n}}", path.display()), &["."]).expect("setup");
+    let term = Arc::new(Terminal::default());
+    let mut m = response("x.example.", RecordType::A);
+    m.answers = vec![a("x.example.", "10.0.0.1"), a("x.example.", "10.0.0.2")];
+    *term.answer.lock() = Some(m);
+    let c = chain(vec![build(cfg.as_ref())], Some(term));
+    let mut heavy_first = 0;
+    for _ in 0..200 {
+        let mut req = request("x.example.", RecordType::A);
+        let r = reply(&run(&c, &mut req).await);
+        assert_eq!(r.answers.len(), 2);
+        if r.answers[0].to_string() == "x.example. 60 IN A 10.0.0.2" {
+            heavy_first += 1;
+        }
+    }
+    // Expected about 199 of 200; anything near an even split means the weights were ignored.
+    assert!(heavy_first > 150, "{heavy_first}");
+
+    // Without reload, a missing weight file fails the build.
+    let missing = setup(parse, "loadbalance weighted /nonexistent/weights {\n reload 0\n}", &["."]).expect("setup");
+    assert!(missing.build(&build_ctx(&["."], &["dns://:53"])).is_err());
+}

@@ -15,38 +15,38 @@ use nodecache::corefile::{CorefileError, Dispenser};
 use nodecache::plugin::{BuildContext, Carryover, Chain, Next, Plugin, PluginConfig, SetupContext};
 use nodecache::server::{ClientEdns, Outcome, Proto, Reply, Request};
 
-/// Tokenises Corefile-like text with double-quote support (enough for plugin setup tests).
+/// Tokenises Corefile-like text the way CoreDNS's lexer does for the cases tests need: a `"`
+/// opens a quoted token only at the start of a token, `#` starts a comment anywhere.
 pub fn tokens(text: &str) -> Vec<Token> {
     let file: Arc<str> = Arc::from("Corefile");
     let mut out = Vec::new();
     let mut cur: Option<(u32, u32, String)> = None;
-    let mut quoted = false;
+    let (mut quoted, mut escaped, mut comment) = (false, false, false);
     let (mut line, mut col) = (1u32, 0u32);
-    let mut chars = text.chars().peekable();
-    while let Some(ch) = chars.next() {
+    for ch in text.chars() {
         col += 1;
         if quoted {
             let t = &mut cur.as_mut().expect("open token").2;
-            match ch {
-                '\\' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    col += 1;
-                    t.push('"');
-                }
-                '"' => quoted = false,
-                c => {
-                    if c == '\n' {
-                        line += 1;
-                        col = 0;
-                    }
-                    t.push(c)
-                }
+            if !escaped && ch == '\\' {
+                escaped = true;
+                continue;
             }
-            continue;
-        }
-        if ch == '"' {
-            quoted = true;
-            cur.get_or_insert((line, col, String::new()));
+            if !escaped && ch == '"' {
+                quoted = false;
+                if let Some((l, c, t)) = cur.take() {
+                    out.push(Token::new(t, file.clone(), l, c));
+                }
+                continue;
+            }
+            if escaped && ch != '"' {
+                t.push('\\');
+            }
+            escaped = false;
+            if ch == '\n' {
+                line += 1;
+                col = 0;
+            }
+            t.push(ch);
             continue;
         }
         if ch.is_whitespace() {
@@ -56,11 +56,22 @@ pub fn tokens(text: &str) -> Vec<Token> {
             if ch == '\n' {
                 line += 1;
                 col = 0;
+                comment = false;
             }
+            continue;
+        }
+        if ch == '#' {
+            comment = true;
+        }
+        if comment {
             continue;
         }
         match &mut cur {
             Some((_, _, t)) => t.push(ch),
+            None if ch == '"' => {
+                quoted = true;
+                cur = Some((line, col, String::new()));
+            }
             None => cur = Some((line, col, ch.to_string())),
         }
     }

@@ -184,3 +184,76 @@ fn setup_accepts() {
         assert!(setup(parse, text, &["."]).is_ok(), "{text}");
     }
 }
+
+#[tokio::test]
+async fn var_and_expr() {
+    let (c, term) = handler(
+        r#"template IN A example.com {
+    match ^(?P<ip>[0-9]{1,3}(-[0-9]{1,3}){3})[.](?P<id>[a-z2-7]{4})[.]example[.]com[.]$
+    var ip replace(group('ip'), '-', '.')
+    expr "any(['10.0.0.0/8', '192.168.0.0/16'], incidr(ip, #))"
+    answer "{{ .Name }} 60 IN A {{ .Var.ip }}"
+    fallthrough
+}"#,
+        &["."],
+    );
+    let mut req = request("10-1-2-3.abcd.example.com.", RecordType::A);
+    let m = reply(&run(&c, &mut req).await);
+    assert_eq!(texts(&m.answers), vec!["10-1-2-3.abcd.example.com. 60 IN A 10.1.2.3"]);
+    // A public address fails the condition and falls through.
+    let mut req = request("8-8-8-8.abcd.example.com.", RecordType::A);
+    assert_eq!(run(&c, &mut req).await.plugin, "terminal");
+    assert_eq!(term.calls(), 1);
+
+    assert!(setup_err(parse, "template IN A {\n var 1x 2\n}", &["."]).ends_with("invalid variable name \"1x\""));
+    assert!(setup_err(parse, "template IN A {\n var name 2\n}", &["."]).ends_with("variable name \"name\" is reserved"));
+    assert!(setup_err(parse, "template IN A {\n var x nosuch\n}", &["."]).contains("could not compile expression: x, "));
+    assert!(setup_err(parse, "template IN A {\n expr 1 +\n}", &["."]).contains("could not compile expression: "));
+    assert!(setup_err(parse, "template IN A {\n var if 1\n}", &["."]).ends_with("variable name \"if\" is reserved"));
+    assert!(
+        setup_err(parse, "template IN A {\n var v 1\n var v 2\n}", &["."]).ends_with("variable name \"v\" is reserved")
+    );
+    assert!(setup_err(parse, "template IN A {\n var n 1\n var s 'x' + n\n}", &["."]).contains("mismatched types"));
+    assert!(setup_err(parse, "template IN A {\n var n 1\n expr n and true\n}", &["."]).contains("mismatched types"));
+    assert!(setup(
+        parse,
+        "template IN A {\n match ^(?P<a>[a-z]+)$\n var a group(\"a\") + group(1)\n expr a != ''\n}",
+        &["."]
+    )
+    .is_ok());
+}
+
+#[tokio::test]
+async fn cname_answers_are_chased_through_the_server() {
+    use hickory_proto::op::{Message, MessageType, OpCode};
+    use hickory_proto::rr::{RData, Record};
+    use nodecache::plugin::template::handler::TemplateHandler;
+    use nodecache::plugin::template::setup::Config;
+
+    // Stands in for this server's own listener: answers every A query with 192.0.2.77.
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let addr = sock.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 1500];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            let Ok(q) = Message::from_vec(&buf[..n]) else { continue };
+            let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+            r.queries = q.queries.clone();
+            let owner = q.queries[0].name().clone();
+            r.answers.push(Record::from_rdata(owner, 30, RData::A("192.0.2.77".parse().expect("ip"))));
+            let _ = sock.send_to(&r.to_vec().expect("encode"), from).await;
+        }
+    });
+
+    let cfg = setup(parse, "template IN A example {\n answer \"{{ .Name }} 60 IN CNAME target.example.\"\n}", &["."])
+        .expect("setup");
+    let cfg = cfg.as_any().downcast_ref::<Config>().expect("config").clone();
+    let h = Arc::new(TemplateHandler::with_upstream(cfg, Some(addr)));
+    let c = chain(vec![h], None);
+    let mut req = request("alias.example.", RecordType::A);
+    let m = reply(&run(&c, &mut req).await);
+    assert_eq!(
+        texts(&m.answers),
+        vec!["alias.example. 60 IN CNAME target.example.", "target.example. 30 IN A 192.0.2.77"]
+    );
+}

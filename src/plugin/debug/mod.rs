@@ -12,7 +12,8 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// Sets the process-wide debug flag.
+/// Sets the process-wide debug flag (and turns `[DEBUG]` log lines on or off).
 pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
+    crate::observe::logging::set_debug(on);
 }

@@ -10,10 +10,12 @@ use crate::plugin::{Next, Plugin};
 use crate::server::{Outcome, Reply, Request};
 
 /// The running `loadbalance` plugin.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LoadBalance {
     /// Preferred subnets.
     pub prefer: Vec<Cidr>,
+    /// The weighted policy's state, when that policy is used.
+    pub weighted: Option<std::sync::Arc<super::weighted::WeightedRR>>,
 }
 
 fn shuffle(records: &mut [Record]) {
@@ -114,9 +116,13 @@ impl LoadBalance {
                 return;
             }
         }
-        m.answers = round_robin(std::mem::take(&mut m.answers));
-        m.authorities = round_robin(std::mem::take(&mut m.authorities));
-        m.additionals = round_robin(std::mem::take(&mut m.additionals));
+        if let Some(w) = &self.weighted {
+            w.apply(m);
+        } else {
+            m.answers = round_robin(std::mem::take(&mut m.answers));
+            m.authorities = round_robin(std::mem::take(&mut m.authorities));
+            m.additionals = round_robin(std::mem::take(&mut m.additionals));
+        }
         if !self.prefer.is_empty() {
             m.answers = reorder_preferred(std::mem::take(&mut m.answers), &self.prefer);
             m.additionals = reorder_preferred(std::mem::take(&mut m.additionals), &self.prefer);

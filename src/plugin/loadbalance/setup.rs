@@ -58,7 +58,7 @@ impl Cidr {
 pub enum Policy {
     /// Random round robin (the default).
     RoundRobin,
-    /// Weighted by a weight file (parsed; answered with round robin by this engine).
+    /// Weighted by a weight file: the first address is drawn by weight.
     Weighted {
         /// Weight file path.
         file: String,
@@ -84,10 +84,11 @@ impl PluginConfig for Config {
         format!("loadbalance {:?} prefer={:?}", self.policy, self.prefer)
     }
     fn build(&self, _ctx: &BuildContext) -> Result<Option<Arc<dyn Plugin>>, String> {
-        if let Policy::Weighted { file, .. } = &self.policy {
-            tracing::warn!(target: "plugin/loadbalance", "weighted policy ({file}) is answered with round robin");
-        }
-        Ok(Some(Arc::new(super::handler::LoadBalance { prefer: self.prefer.clone() })))
+        let weighted = match &self.policy {
+            Policy::Weighted { file, reload } => Some(super::weighted::WeightedRR::start(file, *reload)?),
+            Policy::RoundRobin => None,
+        };
+        Ok(Some(Arc::new(super::handler::LoadBalance { prefer: self.prefer.clone(), weighted })))
     }
     fn as_any(&self) -> &dyn Any {
         self

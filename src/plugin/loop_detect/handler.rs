@@ -13,14 +13,16 @@ use crate::plugin::template::common::is_subdomain;
 use crate::plugin::{Next, Plugin};
 use crate::server::{Outcome, Request};
 
+/// Metadata key set on requests carrying the loop probe: plugins that coalesce identical
+/// in-flight queries (forward) must send such requests on their own.
+pub const PROBE_METADATA: &str = "loop/probe";
+
 /// What to do once a loop is detected (receives the fatal message).
 pub type ExitAction = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// The production exit action: log the fatal message and exit with status 1.
+/// The production exit action: print `[FATAL] plugin/loop: <msg>` and exit with status 1.
 pub fn exit_process() -> ExitAction {
-    Arc::new(|msg: &str| {
-        crate::observe::logging::fatal(format!("plugin/loop: {msg}"));
-    })
+    Arc::new(|msg: &str| crate::observe::logging::fatal(format!("plugin/loop: {msg}")))
 }
 
 #[derive(Default)]
@@ -176,11 +178,18 @@ impl Plugin for Loop {
     }
 
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Outcome> {
-        Box::pin(async move {
+        // Everything here is synchronous, so the rest of the chain's future is returned as is
+        // (no extra allocation on the hot path).
+        if req.qtype == u16::from(RecordType::HINFO) {
             if let Some(msg) = self.check(req) {
                 (self.exit)(&msg);
             }
-            next.serve(req).await
-        })
+            if req.qname_lower == self.qname {
+                // Upstream plugins must not merge this query with an identical one in flight
+                // (that would hide the loop); see PROBE_METADATA.
+                req.set_metadata(PROBE_METADATA, "1".to_string());
+            }
+        }
+        next.serve(req)
     }
 }

@@ -12,6 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use super::common::{reply_to, zone_match};
+use super::expr::{Env, Val};
 use super::gotmpl::{Struct, Template as GoTemplate, Value};
 use super::setup::{class_to_string, rcode_value, type_to_string, Config, TemplateSpec};
 use crate::plugin::{Next, Plugin};
@@ -41,6 +42,9 @@ fn register_metrics() {
 pub struct TemplateHandler {
     cfg: Config,
     needs_message: bool,
+    /// Where CNAME targets of A/AAAA answers are looked up: this server's own first listener
+    /// (so the lookup runs through routing and the chains, like CoreDNS's `upstream`).
+    self_addr: Option<std::net::SocketAddr>,
 }
 
 /// What a matching template sees (CoreDNS's `templateData`).
@@ -54,6 +58,11 @@ struct Matched {
 impl TemplateHandler {
     /// A handler for the parsed configuration.
     pub fn new(cfg: Config) -> TemplateHandler {
+        TemplateHandler::with_upstream(cfg, None)
+    }
+
+    /// A handler that resolves CNAME answers to A/AAAA queries by asking `self_addr`.
+    pub fn with_upstream(cfg: Config, self_addr: Option<std::net::SocketAddr>) -> TemplateHandler {
         register_metrics();
         let needs_message = cfg.templates.iter().any(|t| {
             t.answer
@@ -62,7 +71,36 @@ impl TemplateHandler {
                 .chain(&t.authority)
                 .any(|g| g.source().contains("Message") || g.source().contains("Question"))
         });
-        TemplateHandler { cfg, needs_message }
+        TemplateHandler { cfg, needs_message, self_addr }
+    }
+
+    /// CoreDNS's CNAME chasing: after each CNAME answer to an A/AAAA query, the target's
+    /// answers (looked up through this server) are appended and TC copied.
+    async fn resolve_cnames(&self, req: &Request, msg: &mut Message) {
+        let Some(addr) = self.self_addr else { return };
+        if req.qtype != 1 && req.qtype != 28 {
+            return;
+        }
+        if !msg.answers.iter().any(|r| r.record_type() == hickory_proto::rr::RecordType::CNAME) {
+            return;
+        }
+        let mut out = Vec::with_capacity(msg.answers.len());
+        for rr in std::mem::take(&mut msg.answers) {
+            let target = match &rr.data {
+                hickory_proto::rr::RData::CNAME(c) => Some(c.0.clone()),
+                _ => None,
+            };
+            out.push(rr);
+            let Some(target) = target else { continue };
+            if target.to_ascii().eq_ignore_ascii_case(&req.qname) {
+                continue;
+            }
+            if let Ok(up) = lookup(addr, &target, req).await {
+                msg.metadata.truncation = up.metadata.truncation;
+                out.extend(up.answers);
+            }
+        }
+        msg.answers = out;
     }
 
     fn handle(&self, req: &Request) -> Option<Outcome> {
@@ -148,6 +186,22 @@ impl TemplateHandler {
                     }
                 }
             }
+            let mut var_map = BTreeMap::new();
+            if !t.vars.is_empty() || !t.exprs.is_empty() {
+                let mut env = expr_env(req, &group);
+                for (n, prog) in &t.vars {
+                    let Ok(v) = prog.run(&env) else { return (None, false) };
+                    var_map.insert(n.clone(), val_to_value(&v));
+                    env.vars.insert(n.clone(), v);
+                }
+                for prog in &t.exprs {
+                    match prog.run(&env) {
+                        Ok(Val::Bool(true)) => {}
+                        Ok(_) => return (None, t.fall.through(name)),
+                        Err(_) => return (None, false),
+                    }
+                }
+            }
             let (message, question) = if self.needs_message { message_values(req) } else { (Value::Nil, Value::Nil) };
             let meta: BTreeMap<String, String> = req.metadata.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
             let data = Value::Struct(Box::new(Struct {
@@ -163,7 +217,7 @@ impl TemplateHandler {
                     ("Message".into(), message),
                     ("Question".into(), question),
                     ("Remote".into(), Value::str(req.client.ip().to_string())),
-                    ("Var".into(), Value::Map(BTreeMap::new(), Box::new(Value::Nil))),
+                    ("Var".into(), Value::Map(var_map, Box::new(Value::Nil))),
                 ],
                 stringer: None,
                 methods: vec![("Meta".into(), meta)],
@@ -171,6 +225,39 @@ impl TemplateHandler {
             return (Some(Matched { zone: zone.to_string(), class, qtype, data }), false);
         }
         (None, t.fall.through(name))
+    }
+}
+
+/// The expression environment for `req` with the regex `groups`.
+fn expr_env(req: &Request, groups: &BTreeMap<String, Value>) -> Env {
+    Env {
+        qtype: type_to_string(req.qtype),
+        name: req.qname_lower.clone(),
+        class: class_to_string(req.qclass),
+        proto: req.proto.as_str().to_string(),
+        size: req.wire.len() as i64,
+        client_ip: req.client.ip().to_string(),
+        port: req.client.port().to_string(),
+        id: req.id() as i64,
+        opcode: crate::server::wire::opcode(&req.wire) as i64,
+        dnssec_ok: req.dnssec_ok(),
+        bufsize: req.client_size() as i64,
+        server_ip: req.local.ip().to_string(),
+        server_port: req.local.port().to_string(),
+        groups: groups.iter().map(|(k, v)| (k.clone(), v.to_text())).collect(),
+        metadata: req.metadata.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        vars: BTreeMap::new(),
+    }
+}
+
+fn val_to_value(v: &Val) -> Value {
+    match v {
+        Val::Nil => Value::Nil,
+        Val::Bool(b) => Value::Bool(*b),
+        Val::Int(i) => Value::Int(*i),
+        Val::Float(f) => Value::Float(*f),
+        Val::Str(s) => Value::Str(s.clone()),
+        Val::List(l) => Value::List(l.iter().map(val_to_value).collect()),
     }
 }
 
@@ -234,6 +321,46 @@ fn execute_rr(g: &GoTemplate, section: &str, data: &Value, base: &Labels) -> Res
     })
 }
 
+/// Asks this server (at `addr`, over UDP, 2s) for `name` with the query's type, EDNS size and
+/// DO bit.
+async fn lookup(addr: std::net::SocketAddr, name: &Name, req: &Request) -> Result<Message, String> {
+    lookup_name(addr, name, req.qtype, req.client_size().min(65535) as u16, req.dnssec_ok()).await
+}
+
+/// Sends one query for `name`/`qtype` (EDNS `size`, `dnssec_ok`) to `addr` over UDP and waits up
+/// to 2s for the reply (CoreDNS's `upstream.Lookup`, done through this server's listener).
+pub async fn lookup_name(
+    addr: std::net::SocketAddr,
+    name: &Name,
+    qtype: u16,
+    size: u16,
+    dnssec_ok: bool,
+) -> Result<Message, String> {
+    use hickory_proto::op::{MessageType, OpCode, Query};
+    let mut q = Message::new(rand::random::<u16>(), MessageType::Query, OpCode::Query);
+    q.metadata.recursion_desired = true;
+    q.add_query(Query::query(name.clone(), hickory_proto::rr::RecordType::from(qtype)));
+    let mut edns = Edns::new();
+    edns.set_max_payload(size.max(512));
+    edns.set_dnssec_ok(dnssec_ok);
+    q.edns = Some(edns);
+    let wire = q.to_vec().map_err(|e| e.to_string())?;
+    let bind: std::net::SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let sock = tokio::net::UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
+    sock.connect(addr).await.map_err(|e| e.to_string())?;
+    sock.send(&wire).await.map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 65535];
+    let wait = async {
+        loop {
+            let n = sock.recv(&mut buf).await.map_err(|e| e.to_string())?;
+            if n >= 2 && buf[..2] == wire[..2] {
+                return Message::from_vec(&buf[..n]).map_err(|e| e.to_string());
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), wait).await.map_err(|_| "i/o timeout".to_string())?
+}
+
 /// Parses one resource record in zone-file syntax the way miekg's `dns.NewRR` does: origin
 /// `.`, default TTL 3600, class IN when omitted.
 pub fn parse_rr(text: &str) -> Result<Record, String> {
@@ -264,7 +391,12 @@ impl Plugin for TemplateHandler {
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             match self.handle(req) {
-                Some(outcome) => outcome,
+                Some(mut outcome) => {
+                    if let Some(Reply::Message(m)) = outcome.reply.as_mut() {
+                        self.resolve_cnames(req, m).await;
+                    }
+                    outcome
+                }
                 None => next.serve(req).await,
             }
         })
@@ -283,6 +415,18 @@ mod tests {
         let r = parse_rr("example. IN MX 10 mail").unwrap();
         assert_eq!(r.to_string(), "example. 3600 IN MX 10 mail.");
         assert!(parse_rr("example. 60 IN A 300.1.1.1").is_err());
+        for (text, want) in [
+            ("a.example. 60 IN TXT \"hello world\" \"x\"", "a.example. 60 IN TXT hello worldx"),
+            ("a.example. 60 IN AAAA 2001:db8::1", "a.example. 60 IN AAAA 2001:db8::1"),
+            ("a.example. 60 IN CNAME target", "a.example. 60 IN CNAME target."),
+            ("_s._tcp.example. 60 IN SRV 0 5 80 web.example.", "_s._tcp.example. 60 IN SRV 0 5 80 web.example."),
+            ("4.3.2.1.in-addr.arpa. 60 IN PTR host.example.", "4.3.2.1.in-addr.arpa. 60 IN PTR host.example."),
+            ("example. 60 IN NS ns1.example.", "example. 60 IN NS ns1.example."),
+            ("example. 60 IN SOA ns. host. 1 2 3 4 5", "example. 60 IN SOA ns. host. 1 2 3 4 5"),
+            ("example. 60 CH TXT x", "example. 60 CH TXT x"),
+        ] {
+            assert_eq!(parse_rr(text).map(|r| r.to_string()), Ok(want.to_string()), "{text}");
+        }
         assert!(parse_rr("").is_err());
     }
 }

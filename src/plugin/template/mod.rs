@@ -2,6 +2,7 @@
 //! Go-style text templates.
 
 pub mod common;
+pub mod expr;
 pub mod gotmpl;
 pub mod handler;
 pub mod setup;

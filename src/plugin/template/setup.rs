@@ -8,6 +8,7 @@ use hickory_proto::op::ResponseCode;
 use regex::Regex;
 
 use super::common::{origins_from_args_or_block, Fall};
+use super::expr::{Program, BUILTINS, ENV_NAMES, KEYWORDS};
 use super::gotmpl::Template as GoTemplate;
 use crate::corefile::{CorefileError, Dispenser};
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
@@ -38,6 +39,10 @@ pub struct TemplateSpec {
     pub ederror: Option<(u16, String)>,
     /// Fallthrough zones.
     pub fall: Fall,
+    /// `var NAME EXPR` declarations, in order.
+    pub vars: Vec<(String, Program)>,
+    /// `expr EXPR` conditions.
+    pub exprs: Vec<Program>,
 }
 
 /// Parsed `template` configuration (every occurrence in the block).
@@ -75,8 +80,13 @@ impl PluginConfig for Config {
         out.join("\n")
     }
 
-    fn build(&self, _ctx: &BuildContext) -> Result<Option<Arc<dyn Plugin>>, String> {
-        Ok(Some(Arc::new(super::handler::TemplateHandler::new(self.clone()))))
+    fn build(&self, ctx: &BuildContext) -> Result<Option<Arc<dyn Plugin>>, String> {
+        let upstream = ctx
+            .servers
+            .first()
+            .and_then(|label| crate::plugin::loop_detect::handler::probe_target(label))
+            .map(|(addr, _)| addr);
+        Ok(Some(Arc::new(super::handler::TemplateHandler::with_upstream(self.clone(), upstream))))
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -222,6 +232,8 @@ pub fn parse_config(d: &mut Dispenser, ctx: &SetupContext) -> Result<Config, Cor
             rcode: 0,
             ederror: None,
             fall: Fall::default(),
+            vars: Vec::new(),
+            exprs: Vec::new(),
         };
         while d.next_block() {
             match d.val() {
@@ -251,12 +263,40 @@ pub fn parse_config(d: &mut Dispenser, ctx: &SetupContext) -> Result<Config, Cor
                         _ => t.authority.extend(compiled),
                     }
                 }
-                "var" | "expr" => {
+                "var" => {
+                    let args = d.remaining_args();
+                    if args.len() < 2 {
+                        return Err(d.arg_err());
+                    }
+                    let name = &args[0];
+                    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                    if !valid {
+                        return Err(d.err(format!("invalid variable name {name:?}")));
+                    }
+                    if ENV_NAMES.contains(&name.as_str())
+                        || BUILTINS.contains(&name.as_str())
+                        || KEYWORDS.contains(&name.as_str())
+                        || t.vars.iter().any(|(n, _)| n == name)
+                    {
+                        return Err(d.err(format!("variable name {name:?} is reserved")));
+                    }
+                    let declared = &t.vars;
+                    let known = |n: &str| declared.iter().find(|(v, _)| v == n).map(|(_, p)| p.ty());
+                    let prog = Program::compile(&args[1..].join(" "), &known)
+                        .map_err(|e| d.err(format!("could not compile expression: {name}, {e}")))?;
+                    t.vars.push((name.clone(), prog));
+                }
+                "expr" => {
                     let args = d.remaining_args();
                     if args.is_empty() {
                         return Err(d.arg_err());
                     }
-                    return Err(d.err("could not compile expression: expressions are not supported by this engine"));
+                    let declared = &t.vars;
+                    let known = |n: &str| declared.iter().find(|(v, _)| v == n).map(|(_, p)| p.ty());
+                    let prog = Program::compile(&args.join(" "), &known)
+                        .map_err(|e| d.err(format!("could not compile expression: {e}")))?;
+                    t.exprs.push(prog);
                 }
                 "rcode" => {
                     if !d.next_arg() {
