@@ -67,6 +67,11 @@ pub async fn handle(
     }
     req.zone = Arc::from(zone);
     let block = block.clone();
+    if crate::plugin::debug::enabled() {
+        // `debug`: no panic recovery, as CoreDNS.
+        let outcome = Next::start(&block.chain).serve(&mut req).await;
+        return finish(&req, outcome);
+    }
     let outcome = AssertUnwindSafe(Next::start(&block.chain).serve(&mut req)).catch_unwind().await;
     let outcome = match outcome {
         Ok(o) => o,
@@ -81,10 +86,16 @@ pub async fn handle(
             return Some(reply::error_reply(&req, 2));
         }
     };
+    finish(&req, outcome)
+}
+
+/// The bytes to send for a chain's outcome: its reply scrubbed, a server-written error reply,
+/// or nothing.
+fn finish(req: &Request, outcome: crate::server::Outcome) -> Option<Vec<u8>> {
     match outcome.reply {
-        Some(Reply::Wire(w)) => Some(reply::scrub_wire(&req, w)),
-        Some(Reply::Message(m)) => Some(reply::scrub_message(&req, *m)),
-        None if server_writes(outcome.rcode) => Some(reply::error_reply(&req, u16::from(outcome.rcode) & 0x0f)),
+        Some(Reply::Wire(w)) => Some(reply::scrub_wire(req, w)),
+        Some(Reply::Message(m)) => Some(reply::scrub_message(req, *m)),
+        None if server_writes(outcome.rcode) => Some(reply::error_reply(req, u16::from(outcome.rcode) & 0x0f)),
         None => None,
     }
 }

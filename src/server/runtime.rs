@@ -8,6 +8,7 @@ use crate::config::{Plan, Transport};
 use crate::plugin::{BuildContext, Carryover, Chain, Plugin};
 
 use super::zones::ZoneTable;
+use crate::plugin::timeouts::setup::Config as TimeoutsConfig;
 
 /// One server block, built.
 pub struct Block {
@@ -114,12 +115,15 @@ pub fn build(plan: Plan, carry: Arc<Carryover>) -> Result<Runtime, String> {
         }
         let mut table = ZoneTable::default();
         let mut class_chaos = false;
-        let tcp = TcpLimits::default();
+        let mut tcp = TcpLimits::default();
         for (zone, bi) in &lp.zones {
             let Some(block) = blocks.get(*bi) else { continue };
             table.insert(zone, block.clone());
             if let Some(bp) = plan.blocks.get(*bi) {
                 class_chaos |= bp.plugin("forward").is_some() || bp.plugin("chaos").is_some();
+                if let Some(t) = bp.plugin("timeouts").and_then(|c| c.as_any().downcast_ref::<TimeoutsConfig>()) {
+                    apply_timeouts(t, &mut tcp);
+                }
             }
         }
         listeners.push((
@@ -128,4 +132,20 @@ pub fn build(plan: Plan, carry: Arc<Carryover>) -> Result<Runtime, String> {
         ));
     }
     Ok(Runtime { plan, listeners, blocks })
+}
+
+/// Applies a block's `timeouts` to its listener (a negative query limit means unlimited).
+fn apply_timeouts(t: &TimeoutsConfig, tcp: &mut TcpLimits) {
+    if let Some(d) = t.read() {
+        tcp.read = d;
+    }
+    if let Some(d) = t.write() {
+        tcp.write = d;
+    }
+    if let Some(d) = t.idle() {
+        tcp.idle = d;
+    }
+    if let Some(n) = t.max_tcp_queries() {
+        tcp.max_queries = u64::try_from(n).ok().filter(|n| *n > 0);
+    }
 }
