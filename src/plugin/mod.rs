@@ -21,6 +21,12 @@ pub trait Plugin: Send + Sync + 'static {
     fn ready(&self) -> bool {
         true
     }
+
+    /// The concrete handler, for plugins the server's cache-hit fast path needs to recognise
+    /// (`cache`, and the pass-through `prometheus` and `errors`). Default: opaque.
+    fn as_any(&self) -> Option<&dyn Any> {
+        None
+    }
 }
 
 /// A built plugin chain, outermost handler first.

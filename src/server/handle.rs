@@ -59,9 +59,10 @@ pub async fn handle(
         return Some(query::badvers(&req.wire));
     }
     let is_ds = req.qtype == 43;
-    let Some((zone, block)) = lr.table.route(&req.qname_lower, is_ds) else {
+    let Some((zone, entry)) = lr.table.route(&req.qname_lower, is_ds) else {
         return Some(refuse_dropped(&req));
     };
+    let block = &entry.block;
     if block.chain.is_empty() {
         return Some(refuse_dropped(&req));
     }

@@ -30,8 +30,17 @@ fn filter_options(rdata: &[u8]) -> Vec<u8> {
 /// echoable options.
 fn client_opt(req: &Request, out: &mut Vec<u8>) {
     if let Some(e) = &req.edns {
-        let ttl = if e.dnssec_ok { 0x8000 } else { 0 };
-        wire::encode_opt(e.udp_size, ttl, &filter_options(&e.options), out);
+        encode_client_opt(e.udp_size, e.dnssec_ok, &e.options, out);
+    }
+}
+
+/// Appends the echo of a client's OPT (given by its parts) to `out`; the caller bumps ARCOUNT.
+pub fn encode_client_opt(udp_size: u16, dnssec_ok: bool, options: &[u8], out: &mut Vec<u8>) {
+    let ttl = if dnssec_ok { 0x8000 } else { 0 };
+    if options.is_empty() {
+        wire::encode_opt(udp_size, ttl, &[], out);
+    } else {
+        wire::encode_opt(udp_size, ttl, &filter_options(options), out);
     }
 }
 

@@ -18,6 +18,19 @@ pub struct Block {
     pub chain: Chain,
     /// The block's zones.
     pub zones: Vec<String>,
+    /// The `cache` handler when a cache hit may be served without running the chain: only
+    /// `prometheus` and `errors` (which change nothing on a hit) come before it.
+    pub fast_cache: Option<Arc<dyn Plugin>>,
+    /// Whether the block records `coredns_dns_*` metrics (has `prometheus`).
+    pub has_metrics: bool,
+}
+
+/// What a listener routes a zone to.
+pub struct ZoneEntry {
+    /// The block serving the zone.
+    pub block: Arc<Block>,
+    /// Pre-resolved metrics series for (listener, zone), when the block has `prometheus`.
+    pub recorder: Option<Arc<crate::observe::dns_metrics::ZoneRecorder>>,
 }
 
 /// TCP timeouts and limits of a listener (CoreDNS defaults: read 3s, write 5s, idle 10s,
@@ -53,7 +66,7 @@ pub struct ListenerRuntime {
     /// Label for logs and metrics, e.g. `dns://:53`.
     pub label: Arc<str>,
     /// Zone routing.
-    pub table: ZoneTable<Block>,
+    pub table: ZoneTable<ZoneEntry>,
     /// Whether a block here has `chaos` or `forward` (then non-IN classes are not refused).
     pub class_chaos: bool,
     /// TCP settings.
@@ -102,7 +115,9 @@ pub fn build(plan: Plan, carry: Arc<Carryover>) -> Result<Runtime, String> {
                 handlers.push(h);
             }
         }
-        blocks.push(Arc::new(Block { index, chain: handlers.into(), zones: ctx.zones }));
+        let fast_cache = fast_cache_of(&handlers);
+        let has_metrics = handlers.iter().any(|h| h.name() == "prometheus");
+        blocks.push(Arc::new(Block { index, chain: handlers.into(), zones: ctx.zones, fast_cache, has_metrics }));
     }
     let mut listeners = Vec::with_capacity(plan.listeners.len());
     for lp in &plan.listeners {
@@ -118,7 +133,8 @@ pub fn build(plan: Plan, carry: Arc<Carryover>) -> Result<Runtime, String> {
         let mut tcp = TcpLimits::default();
         for (zone, bi) in &lp.zones {
             let Some(block) = blocks.get(*bi) else { continue };
-            table.insert(zone, block.clone());
+            let recorder = block.has_metrics.then(|| crate::observe::dns_metrics::recorder(&lp.label, zone));
+            table.insert(zone, Arc::new(ZoneEntry { block: block.clone(), recorder }));
             if let Some(bp) = plan.blocks.get(*bi) {
                 class_chaos |= bp.plugin("forward").is_some() || bp.plugin("chaos").is_some();
                 if let Some(t) = bp.plugin("timeouts").and_then(|c| c.as_any().downcast_ref::<TimeoutsConfig>()) {
@@ -148,4 +164,20 @@ fn apply_timeouts(t: &TimeoutsConfig, tcp: &mut TcpLimits) {
     if let Some(n) = t.max_tcp_queries() {
         tcp.max_queries = u64::try_from(n).ok().filter(|n| *n > 0);
     }
+}
+
+/// The chain's `cache` handler if only `prometheus` and `errors` run before it.
+fn fast_cache_of(handlers: &[Arc<dyn Plugin>]) -> Option<Arc<dyn Plugin>> {
+    for h in handlers {
+        let any = h.as_any()?;
+        if any.is::<crate::plugin::cache::handler::Cache>() {
+            return Some(h.clone());
+        }
+        let pass_through = any.is::<crate::plugin::prometheus::handler::Prometheus>()
+            || any.is::<crate::plugin::errors::handler::ErrorsHandler>();
+        if !pass_through {
+            return None;
+        }
+    }
+    None
 }

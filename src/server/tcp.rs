@@ -66,7 +66,11 @@ async fn connection(
             _ => return Ok(()),
         }
         served += 1;
-        if let Some(reply) = handle(&lr, msg, client, local, Proto::Tcp).await {
+        let reply = match super::fast::try_answer(&lr, &msg, client, Proto::Tcp) {
+            Some(r) => Some(r),
+            None => handle(&lr, msg, client, local, Proto::Tcp).await,
+        };
+        if let Some(reply) = reply {
             let Ok(rlen) = u16::try_from(reply.len()) else { return Ok(()) };
             let mut out = Vec::with_capacity(reply.len() + 2);
             out.extend_from_slice(&rlen.to_be_bytes());

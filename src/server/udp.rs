@@ -30,8 +30,12 @@ pub async fn serve(sock: Arc<UdpSocket>, state: Arc<ArcSwap<ListenerRuntime>>, m
             },
             _ = stop.changed() => return,
         };
-        let msg = buf[..n].to_vec();
         let lr = state.load_full();
+        if let Some(reply) = super::fast::try_answer(&lr, &buf[..n], client, Proto::Udp) {
+            let _ = sock.send_to(&reply, client).await;
+            continue;
+        }
+        let msg = buf[..n].to_vec();
         let sock = sock.clone();
         tokio::spawn(async move {
             if let Some(reply) = handle(&lr, msg, client, local, Proto::Udp).await {

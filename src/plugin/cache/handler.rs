@@ -687,6 +687,10 @@ fn make_entry(buf: &[u8], s: &Scan, kind: Kind, answering: bool, ttl: u32, now: 
 }
 
 impl Plugin for Cache {
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         NAME
     }

@@ -138,6 +138,10 @@ impl Drop for ErrorsHandler {
 }
 
 impl Plugin for ErrorsHandler {
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         "errors"
     }

@@ -116,6 +116,10 @@ pub fn observation(req: &Request, out: &Outcome) -> Observation {
 }
 
 impl Plugin for Prometheus {
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         "prometheus"
     }
