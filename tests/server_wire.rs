@@ -38,8 +38,9 @@ fn upper_case_key_with_explicit_port_serves_lower_case_queries() {
 #[test]
 fn empty_block_and_unknown_zone_are_refused_and_counted_as_dropped() {
     let mport = PortPicker.tcp().expect("metrics port");
-    let corefile =
-        format!("example.org:{{PORT}} {{\n    whoami\n    prometheus 127.0.0.1:{mport}\n}}\nempty.org:{{PORT}} {{\n}}\n");
+    let corefile = format!(
+        "example.org:{{PORT}} {{\n    whoami\n    prometheus 127.0.0.1:{mport}\n}}\nempty.org:{{PORT}} {{\n}}\n"
+    );
     let srv = Server::start(&corefile);
     let m = Q::new("www.empty.org.", RecordType::A).ask(srv.addr);
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
