@@ -3,8 +3,10 @@
 # nodecache images. Every target runs /node-cache (same flags as k8s-dns-node-cache).
 #   docker build --target classic -t nodecache:classic .   # hostNetwork + iptables mode (default)
 #   docker build --target lrp     -t nodecache:lrp .       # Cilium Local Redirect Policy mode
-#   cargo build --release --target x86_64-unknown-linux-musl --bin node-cache
+#   RUSTFLAGS="-C target-feature=+crt-static" \
+#     cargo build --release --target x86_64-unknown-linux-gnu --bin node-cache
 #   docker build --target static  -t nodecache:static .    # wraps that locally built binary
+# .ci/image.sh builds and smoke-tests the static target with buildah/podman.
 
 ARG RUST_VERSION=1
 ARG DEBIAN_RELEASE=bookworm
@@ -22,12 +24,16 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM busybox:stable AS rootfs
 RUN mkdir -p /out/etc/coredns /out/tmp && chmod 1777 /out/tmp
 
-# ---- static: a locally built (musl, statically linked) binary on scratch ---------------
+# ---- static: a locally built, statically linked (glibc crt-static) binary on scratch ---
+# Needs no base image, so it builds offline. STATIC_BINARY may point at another profile,
+# e.g. target/x86_64-unknown-linux-gnu/debug/node-cache (.dockerignore lets both through).
 FROM scratch AS static
-ARG STATIC_BINARY=target/x86_64-unknown-linux-musl/release/node-cache
-COPY --from=rootfs /out/ /
+ARG STATIC_BINARY=target/x86_64-unknown-linux-gnu/release/node-cache
 COPY ${STATIC_BINARY} /node-cache
 COPY corefiles/node-local-dns.Corefile.base /etc/coredns/Corefile.base
+# WORKDIR creates the directory: /tmp for -pidfile and -conf /tmp/Corefile (runs as root).
+WORKDIR /tmp
+WORKDIR /
 EXPOSE 53/udp 53/tcp 8080/tcp 9253/tcp 9353/tcp
 ENTRYPOINT ["/node-cache"]
 
