@@ -1,15 +1,20 @@
 //! Live reload: file watching, interval polling as a fallback, SIGUSR1, and the swap of the
 //! running configuration. A reload that fails keeps the old configuration serving.
+//!
+//! With `reload` in the Corefile, the Corefile's directory is watched (a change is checked
+//! once a burst of events settles) and the content is also checked every reload period, as
+//! CoreDNS does; a check reloads only when the parsed content's fingerprint changed. SIGUSR1
+//! always reloads, with or without `reload`.
 
 pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use crate::engine::{Engine, Source};
+use crate::engine::{Engine, ReloadError, Source};
 
 /// Why a reload was attempted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,71 +27,110 @@ pub enum Trigger {
 }
 
 /// The `reload` plugin's interval and jitter from the running configuration, if any block
-/// has `reload`.
+/// has `reload` (the last such block, whose setup runs last in CoreDNS).
 pub fn reload_settings(engine: &Engine) -> Option<(Duration, Duration)> {
+    reload_config(engine).map(|r| (r.interval(), r.jitter()))
+}
+
+/// The check period CoreDNS would use: each block's `reload` setup picks its period (interval
+/// plus jitter, chosen at setup) and overwrites the shared value, so the last block with
+/// `reload` wins.
+pub fn reload_period(engine: &Engine) -> Option<Duration> {
+    reload_config(engine).map(|r| r.period().max(Duration::from_millis(1)))
+}
+
+fn reload_config(engine: &Engine) -> Option<crate::plugin::reload::setup::Config> {
     let rt = engine.runtime()?;
-    rt.plan.blocks.iter().find_map(|b| {
+    rt.plan.blocks.iter().rev().find_map(|b| {
         let cfg = b.plugin("reload")?;
-        let r = cfg.as_any().downcast_ref::<crate::plugin::reload::setup::Config>()?;
-        Some((r.interval(), r.jitter()))
+        cfg.as_any().downcast_ref::<crate::plugin::reload::setup::Config>().cloned()
     })
 }
 
-/// The poll period: interval plus a uniform value in [-jitter/2, jitter/2).
-fn period(interval: Duration, jitter: Duration) -> Duration {
-    let j = jitter.min(interval / 2).as_millis() as i64;
-    if j == 0 {
-        return interval;
-    }
-    let delta = rand::rng().random_range(-j / 2..j - j / 2);
-    Duration::from_millis((interval.as_millis() as i64 + delta).max(1) as u64)
+/// Logs `Running configuration SHA512 = ...` and sets `coredns_reload_version_info`, as the
+/// `reload` plugin does when an instance with it starts.
+pub fn announce(engine: &Engine) {
+    let fp = engine.fingerprint();
+    tracing::info!(target: "plugin/reload", "Running configuration SHA512 = {fp}");
+    crate::observe::dns_metrics::set_reload_version(&fp);
 }
 
-/// Attempts one reload and logs/counts the result as CoreDNS does.
-pub fn attempt(engine: &Engine, source: &Source, trigger: Trigger) {
+/// Attempts one reload and logs/counts the result as CoreDNS does. Returns whether a new
+/// runtime was applied.
+pub fn attempt(engine: &Engine, source: &Source, trigger: Trigger) -> bool {
     let force = trigger == Trigger::Signal;
-    match engine.reload(source, force) {
+    match engine.reload_checked(source, force) {
         Ok(true) => {
-            tracing::info!("Reloading complete");
-            tracing::info!(target: "plugin/reload", "Running configuration SHA512 = {}", engine.fingerprint());
-            crate::observe::dns_metrics::set_reload_version(&engine.fingerprint());
-        }
-        Ok(false) => {}
-        Err(e) => {
-            if force {
-                tracing::error!("SIGUSR1: {e}");
-            } else {
-                tracing::error!(target: "plugin/reload", "Corefile changed but reload failed: {e}");
+            if reload_config(engine).is_some() {
+                announce(engine);
             }
+            true
+        }
+        Ok(false) => false,
+        Err(e) if force => {
+            tracing::error!("SIGUSR1: {e}");
+            false
+        }
+        Err(ReloadError::Parse(e)) => {
+            tracing::warn!(target: "plugin/reload", "Corefile parse failed: {}", e.trim_end());
+            false
+        }
+        Err(ReloadError::Failed(e)) => {
+            tracing::error!(target: "plugin/reload", "Corefile changed but reload failed: {}", e.trim_end());
             crate::observe::dns_metrics::reload_failed_inc();
+            false
         }
     }
 }
 
-/// Runs the reloader until the process ends: file events (debounced) and the poll interval
-/// apply only while the configuration has `reload`; `signals` (SIGUSR1) always reload.
+/// Runs [`attempt`] on the blocking pool, so parsing and building never occupy a worker that
+/// serves queries.
+async fn attempt_off_path(engine: &Arc<Engine>, source: &Source, trigger: Trigger) -> bool {
+    let (e, s) = (engine.clone(), source.clone());
+    tokio::task::spawn_blocking(move || attempt(&e, &s, trigger)).await.unwrap_or(false)
+}
+
+/// Runs the reloader until `signals` closes: file events (debounced) and the poll period apply
+/// only while the configuration has `reload`; `signals` (SIGUSR1) always reload.
 pub async fn run(engine: Arc<Engine>, source: Source, mut signals: mpsc::UnboundedReceiver<Trigger>) {
     let (tx, mut events) = mpsc::unbounded_channel();
     let _watcher = match &source {
-        Source::File(p) => watch::watch_dirs(&[watch::dir_of(p)], tx).ok(),
+        Source::File(p) => watch::watch_dirs(&[watch::dir_of(p)], tx.clone()).ok(),
         Source::Text { .. } => None,
     };
+    // Keeping a sender means `events` never closes, with or without a watcher.
+    let _keep = tx;
+    if reload_config(&engine).is_some() {
+        announce(&engine);
+    }
+    let mut period = reload_period(&engine);
+    let mut next_tick = period.map(|p| Instant::now() + p);
     loop {
-        let settings = reload_settings(&engine);
-        let poll = settings.map(|(i, j)| period(i, j)).unwrap_or(Duration::from_secs(3600));
-        tokio::select! {
-            more = watch::next_burst(&mut events, Duration::from_millis(150)), if settings.is_some() => {
-                if more {
-                    attempt(&engine, &source, Trigger::Check);
-                } else {
-                    tokio::time::sleep(poll).await;
-                }
-            }
-            _ = tokio::time::sleep(poll), if settings.is_some() => attempt(&engine, &source, Trigger::Check),
+        let tick = next_tick.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let applied = tokio::select! {
+            biased;
             t = signals.recv() => match t {
-                Some(t) => attempt(&engine, &source, t),
+                Some(t) => attempt_off_path(&engine, &source, t).await,
                 None => return,
             },
+            ev = events.recv() => match ev {
+                Some(()) if period.is_some() => {
+                    if !watch::settle(&mut events, watch::DEBOUNCE, watch::MAX_DELAY).await {
+                        return;
+                    }
+                    attempt_off_path(&engine, &source, Trigger::Check).await
+                }
+                _ => false,
+            },
+            _ = tokio::time::sleep_until(tick), if next_tick.is_some() => {
+                next_tick = period.map(|p| Instant::now() + p);
+                attempt_off_path(&engine, &source, Trigger::Check).await
+            }
+        };
+        if applied {
+            // A new instance: the period comes from its `reload` setup, counted from now.
+            period = reload_period(&engine);
+            next_tick = period.map(|p| Instant::now() + p);
         }
     }
 }
