@@ -70,6 +70,8 @@ pub fn load(source: &Source, default_port: u16) -> Result<Loaded, String> {
 /// Why a reload did not apply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReloadError {
+    /// The Corefile could not be read (CoreDNS skips that check silently).
+    Read(String),
     /// The Corefile could not be read or tokenized into server blocks (CoreDNS logs
     /// `Corefile parse failed: ...` and tries again on the next check; not counted).
     Parse(String),
@@ -81,7 +83,7 @@ pub enum ReloadError {
 impl std::fmt::Display for ReloadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ReloadError::Parse(e) | ReloadError::Failed(e) => f.write_str(e.trim_end()),
+            ReloadError::Read(e) | ReloadError::Parse(e) | ReloadError::Failed(e) => f.write_str(e.trim_end()),
         }
     }
 }
@@ -164,7 +166,7 @@ impl Engine {
     /// last one that failed, is skipped.
     pub fn reload_checked(&self, source: &Source, force: bool) -> Result<bool, ReloadError> {
         let _one = self.reloading.lock();
-        let text = source.read().map_err(ReloadError::Parse)?;
+        let text = source.read().map_err(ReloadError::Read)?;
         let name = source.name();
         let fp = content_fingerprint(&text, &name).map_err(ReloadError::Parse)?;
         if !force && *self.attempted.lock() == fp {

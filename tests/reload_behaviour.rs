@@ -161,3 +161,40 @@ fn sigusr1_reloads_without_the_reload_plugin() {
     // Without `reload` there is no SHA512 line.
     assert_eq!(served.sha_lines(), 0);
 }
+
+#[test]
+fn editor_renames_deletion_recreation_and_a_replaced_directory_are_followed() {
+    let p = port();
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("conf");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let conf = dir.join("Corefile");
+    let corefile = |ip: &str| template_block("example.", p, ip, "    reload 2s 0s\n");
+    std::fs::write(&conf, corefile("10.0.0.1")).expect("write");
+    let proc = spawn(&conf, p, root.path());
+    let answer = |ip: &str| wait_until(Duration::from_secs(5), || a_of(p, "a.example.") == vec![ip.to_string()]);
+
+    // An editor's save: write a temporary file, rename it over the original.
+    std::fs::write(dir.join(".Corefile.swp"), corefile("10.0.0.2")).expect("write");
+    std::fs::rename(dir.join(".Corefile.swp"), &conf).expect("rename");
+    let took = answer("10.0.0.2");
+    assert!(took.is_some_and(|t| t < Duration::from_secs(1)), "{took:?}\n{}", proc.output());
+
+    // Deleted (old config keeps serving), then created again.
+    std::fs::remove_file(&conf).expect("rm");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(a_of(p, "a.example."), vec!["10.0.0.2"]);
+    std::fs::write(&conf, corefile("10.0.0.3")).expect("write");
+    let took = answer("10.0.0.3");
+    assert!(took.is_some_and(|t| t < Duration::from_secs(1)), "{took:?}\n{}", proc.output());
+
+    // The whole directory replaced: the poll notices, and the new directory is watched.
+    std::fs::rename(&dir, root.path().join("conf.old")).expect("rename dir");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::write(&conf, corefile("10.0.0.4")).expect("write");
+    assert!(answer("10.0.0.4").is_some(), "{}", proc.output());
+    std::fs::write(&conf, corefile("10.0.0.5")).expect("write");
+    let took = answer("10.0.0.5");
+    assert!(took.is_some_and(|t| t < Duration::from_secs(1)), "{took:?}\n{}", proc.output());
+    assert_eq!(proc.output().matches("reload failed").count(), 0, "{}", proc.output());
+}

@@ -71,6 +71,10 @@ pub fn attempt(engine: &Engine, source: &Source, trigger: Trigger) -> bool {
             tracing::error!("SIGUSR1: {e}");
             false
         }
+        Err(ReloadError::Read(e)) => {
+            tracing::debug!(target: "plugin/reload", "Corefile not readable: {e}");
+            false
+        }
         Err(ReloadError::Parse(e)) => {
             tracing::warn!(target: "plugin/reload", "Corefile parse failed: {}", e.trim_end());
             false
@@ -94,12 +98,18 @@ async fn attempt_off_path(engine: &Arc<Engine>, source: &Source, trigger: Trigge
 /// only while the configuration has `reload`; `signals` (SIGUSR1) always reload.
 pub async fn run(engine: Arc<Engine>, source: Source, mut signals: mpsc::UnboundedReceiver<Trigger>) {
     let (tx, mut events) = mpsc::unbounded_channel();
-    let _watcher = match &source {
-        Source::File(p) => watch::watch_dirs(&[watch::dir_of(p)], tx.clone()).ok(),
-        Source::Text { .. } => None,
+    let dirs: Vec<std::path::PathBuf> = match &source {
+        Source::File(p) => vec![watch::dir_of(p)],
+        Source::Text { .. } => Vec::new(),
     };
-    // Keeping a sender means `events` never closes, with or without a watcher.
-    let _keep = tx;
+    let arm = |tx: &mpsc::UnboundedSender<()>| {
+        if dirs.is_empty() {
+            None
+        } else {
+            watch::watch_dirs(&dirs, tx.clone()).ok()
+        }
+    };
+    let mut watcher = arm(&tx);
     if reload_config(&engine).is_some() {
         announce(&engine);
     }
@@ -127,6 +137,10 @@ pub async fn run(engine: Arc<Engine>, source: Source, mut signals: mpsc::Unbound
                 attempt_off_path(&engine, &source, Trigger::Check).await
             }
         };
+        if watcher.as_ref().is_none_or(watch::DirWatcher::stale) && !dirs.is_empty() {
+            // The directory was deleted, replaced or (re)created: watch what is there now.
+            watcher = arm(&tx);
+        }
         if applied {
             // A new instance: the period comes from its `reload` setup, counted from now.
             period = reload_period(&engine);

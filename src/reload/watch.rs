@@ -20,6 +20,21 @@ pub const MAX_DELAY: Duration = Duration::from_secs(1);
 /// Keeps the OS watcher alive; dropping it stops the events.
 pub struct DirWatcher {
     _watcher: RecommendedWatcher,
+    /// Each watched directory and its identity (device, inode) when the watch was set.
+    identities: Vec<(PathBuf, Option<(u64, u64)>)>,
+}
+
+impl DirWatcher {
+    /// Whether a watched directory was removed, replaced or created since the watch was set
+    /// (a watch follows the inode, so the watcher must then be made again).
+    pub fn stale(&self) -> bool {
+        self.identities.iter().any(|(d, id)| identity(d) != *id)
+    }
+}
+
+fn identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// The directory to watch for `path`: its parent (or `.`).
@@ -46,17 +61,18 @@ pub fn watch_dirs_with(dirs: &[PathBuf], on_change: impl Fn() + Send + 'static) 
         // An overflow or backend error may have lost events: check anyway.
         Err(_) => on_change(),
     })?;
-    let mut seen: Vec<&PathBuf> = Vec::new();
+    let mut identities: Vec<(PathBuf, Option<(u64, u64)>)> = Vec::new();
     for d in dirs {
-        if seen.contains(&d) {
+        if identities.iter().any(|(seen, _)| seen == d) {
             continue;
         }
-        seen.push(d);
+        let id = identity(d);
         if let Err(e) = watcher.watch(d, RecursiveMode::NonRecursive) {
             tracing::warn!("cannot watch {}: {e}", d.display());
         }
+        identities.push((d.clone(), id));
     }
-    Ok(DirWatcher { _watcher: watcher })
+    Ok(DirWatcher { _watcher: watcher, identities })
 }
 
 /// [`watch_dirs_with`] sending `()` on `tx` for every change event.

@@ -33,11 +33,7 @@ impl Served {
     pub fn start(corefile: &str, ready_on: u16) -> Served {
         let dir = tempfile::tempdir().expect("tempdir");
         let cm = ConfigMapDir::create(dir.path(), "Corefile", corefile).expect("configmap");
-        let cmd = format!("{} -conf {} -dns.port {ready_on}", env!("CARGO_BIN_EXE_nodecache"), cm.path().display());
-        let mut proc = ServerProcess::spawn(&cmd, &BTreeMap::new(), dir.path()).expect("spawn nodecache");
-        if let Err(e) = proc.wait_ready(addr(ready_on), Duration::from_secs(10)) {
-            panic!("{e}\n{}", proc.output());
-        }
+        let proc = spawn(&cm.path(), ready_on, dir.path());
         Served { proc, cm, _dir: dir }
     }
 
@@ -55,6 +51,16 @@ impl Served {
     pub fn count(&self, needle: &str) -> usize {
         self.proc.output().matches(needle).count()
     }
+}
+
+/// Starts `nodecache -conf CONF -dns.port PORT` in `cwd`; waits until `port` answers.
+pub fn spawn(conf: &std::path::Path, port: u16, cwd: &std::path::Path) -> ServerProcess {
+    let cmd = format!("{} -conf {} -dns.port {port}", env!("CARGO_BIN_EXE_nodecache"), conf.display());
+    let mut proc = ServerProcess::spawn(&cmd, &BTreeMap::new(), cwd).expect("spawn nodecache");
+    if let Err(e) = proc.wait_ready(addr(port), Duration::from_secs(10)) {
+        panic!("{e}\n{}", proc.output());
+    }
+    proc
 }
 
 /// `127.0.0.1:port`.
