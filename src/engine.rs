@@ -175,6 +175,7 @@ impl Engine {
         if !force {
             *self.attempted.lock() = fp;
         }
+        tracing::info!("Reloading");
         let fixed = Source::Text { name, text };
         let loaded = load(&fixed, self.default_port).map_err(ReloadError::Failed)?;
         self.apply(loaded).map(|_| true).map_err(ReloadError::Failed)

@@ -24,6 +24,9 @@ fn a_changed_answer_is_served_within_two_seconds() {
     let took = took.unwrap_or_else(|| panic!("never reloaded:\n{}", served.proc.output()));
     assert!(took < Duration::from_secs(2), "reload took {took:?}");
     assert_eq!(served.sha_lines(), 2);
+    let out = served.proc.output();
+    let tail = out.rsplit("[INFO] Reloading\n").next().unwrap_or("");
+    assert!(tail.contains("Running configuration SHA512") && tail.contains("[INFO] Reloading complete"), "{out}");
 }
 
 #[test]

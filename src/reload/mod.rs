@@ -64,6 +64,7 @@ pub fn attempt(engine: &Engine, source: &Source, trigger: Trigger) -> bool {
             if reload_config(engine).is_some() {
                 announce(engine);
             }
+            tracing::info!("Reloading complete");
             true
         }
         Ok(false) => false,
@@ -146,5 +147,63 @@ pub async fn run(engine: Arc<Engine>, source: Source, mut signals: mpsc::Unbound
             period = reload_period(&engine);
             next_tick = period.map(|p| Instant::now() + p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    fn engine(corefile: &str) -> Engine {
+        let e = Engine::new(0, 1);
+        let source = Source::Text { name: "Corefile".into(), text: corefile.into() };
+        e.start(&source).expect("start");
+        e
+    }
+
+    #[tokio::test]
+    async fn the_last_block_with_reload_sets_the_period() {
+        let e = engine(
+            "a.:0 {\n bind 127.0.0.1\n reload 10s 0\n whoami\n}\nb.:0 {\n bind 127.0.0.1\n whoami\n}\n\
+             c.:0 {\n bind 127.0.0.1\n reload 4s 0\n whoami\n}\n",
+        );
+        assert_eq!(reload_period(&e), Some(Duration::from_secs(4)));
+        assert_eq!(reload_settings(&e), Some((Duration::from_secs(4), Duration::ZERO)));
+        e.stop();
+        let e = engine("a.:0 {\n bind 127.0.0.1\n whoami\n}\n");
+        assert_eq!(reload_period(&e), None);
+        e.stop();
+    }
+
+    #[tokio::test]
+    async fn failed_content_is_not_retried_until_it_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("Corefile");
+        let good = "a.:0 {\n bind 127.0.0.1\n reload 2s\n whoami\n}\n";
+        std::fs::write(&path, good).expect("write");
+        let source = Source::File(path.clone());
+        let e = Engine::new(0, 1);
+        e.start(&source).expect("start");
+        let before = e.fingerprint();
+        assert_eq!(e.reload_checked(&source, false), Ok(false));
+        // A whitespace-only edit is no change.
+        std::fs::write(&path, good.replace(" whoami", "\twhoami   ")).expect("write");
+        assert_eq!(e.reload_checked(&source, false), Ok(false));
+        let broken = good.replace("whoami", "whoami {\n nonsense\n }");
+        std::fs::write(&path, &broken).expect("write");
+        assert!(matches!(e.reload_checked(&source, false), Err(ReloadError::Failed(_))));
+        assert_eq!(e.reload_checked(&source, false), Ok(false), "the same broken content was tried again");
+        assert_eq!(e.fingerprint(), before);
+        // A syntax error is a parse failure, retried every time.
+        std::fs::write(&path, "a.:0 {\n").expect("write");
+        assert!(matches!(e.reload_checked(&source, false), Err(ReloadError::Parse(_))));
+        assert!(matches!(e.reload_checked(&source, false), Err(ReloadError::Parse(_))));
+        std::fs::write(&path, good.replace("2s", "3s")).expect("write");
+        assert_eq!(e.reload_checked(&source, false), Ok(true));
+        assert_ne!(e.fingerprint(), before);
+        // SIGUSR1 reloads unchanged content.
+        assert_eq!(e.reload_checked(&source, true), Ok(true));
+        e.stop();
     }
 }
