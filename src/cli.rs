@@ -89,7 +89,6 @@ pub fn serve(opts: ServeOptions) -> i32 {
             }
             println!("{}", version_line());
         }
-        tracing::info!(target: "plugin/reload", "Running configuration SHA512 = {}", engine.fingerprint());
         if let Some(p) = &opts.pidfile {
             if let Err(e) = crate::lifecycle::write_pidfile(p) {
                 eprintln!("[FATAL] Could not write pidfile: {e}");

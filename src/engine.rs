@@ -67,13 +67,45 @@ pub fn load(source: &Source, default_port: u16) -> Result<Loaded, String> {
     Ok(Loaded { plan, fingerprint })
 }
 
+/// Why a reload did not apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReloadError {
+    /// The Corefile could not be read (CoreDNS skips that check silently).
+    Read(String),
+    /// The Corefile could not be read or tokenized into server blocks (CoreDNS logs
+    /// `Corefile parse failed: ...` and tries again on the next check; not counted).
+    Parse(String),
+    /// The changed Corefile could not be planned, built or bound; the old runtime keeps
+    /// serving and this content is not tried again until it changes.
+    Failed(String),
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReloadError::Read(e) | ReloadError::Parse(e) | ReloadError::Failed(e) => f.write_str(e.trim_end()),
+        }
+    }
+}
+
+/// The change-detection fingerprint of `text`: the Corefile's server blocks as CoreDNS's reload
+/// plugin sees them (imports and env expanded, directives not validated).
+pub fn content_fingerprint(text: &str, name: &str) -> Result<String, String> {
+    let opts = ParseOptions { validate_directives: false, ..ParseOptions::default() };
+    let blocks = corefile::parse_str(text, name, &opts).map_err(|e| corefile::render_error(&e, Some((name, text))))?;
+    Ok(corefile::fingerprint(&blocks))
+}
+
 /// The running engine.
 pub struct Engine {
     listeners: Listeners,
     carry: Mutex<Arc<Carryover>>,
     current: ArcSwapOption<Runtime>,
     fingerprint: Mutex<String>,
-    failed_text: Mutex<Option<String>>,
+    /// Fingerprint of the last content a change-driven reload tried (or the running one).
+    attempted: Mutex<String>,
+    /// Serialises reloads (watcher, poll and signal may race).
+    reloading: Mutex<()>,
     default_port: u16,
 }
 
@@ -85,7 +117,8 @@ impl Engine {
             carry: Mutex::new(Arc::new(Carryover::default())),
             current: ArcSwapOption::empty(),
             fingerprint: Mutex::new(String::new()),
-            failed_text: Mutex::new(None),
+            attempted: Mutex::new(String::new()),
+            reloading: Mutex::new(()),
             default_port,
         }
     }
@@ -95,19 +128,24 @@ impl Engine {
         self.default_port
     }
 
-    /// Builds and applies `loaded`: DNS listeners first (new sockets bound before anything
-    /// changes), then the HTTP endpoints, readiness checks and `coredns_plugin_enabled`. On a
-    /// DNS failure nothing changes.
+    /// Builds and applies `loaded`: the runtime is built (reusing carried cache stores and
+    /// upstreams), then the DNS listeners are switched (new sockets bound before anything
+    /// changes; kept sockets swap what they serve; removed ones stop), then the HTTP endpoints,
+    /// readiness checks and `coredns_plugin_enabled` follow. On a build or DNS bind failure
+    /// nothing changes. An HTTP endpoint that cannot start is reported as an error, but the new
+    /// DNS runtime is already serving then and stays (CoreDNS may also lose HTTP listeners on
+    /// such a reload).
     pub fn apply(&self, loaded: Loaded) -> Result<(), String> {
         let carry = Arc::new(self.carry.lock().next_generation());
         let rt = runtime::build(loaded.plan, carry.clone())?;
         self.listeners.apply(&rt)?;
         carry.seal();
-        publish_observability(&rt)?;
         *self.carry.lock() = carry;
+        *self.attempted.lock() = loaded.fingerprint.clone();
         *self.fingerprint.lock() = loaded.fingerprint;
-        self.current.store(Some(Arc::new(rt)));
-        Ok(())
+        let rt = Arc::new(rt);
+        self.current.store(Some(rt.clone()));
+        publish_observability(&rt)
     }
 
     /// Loads and applies `source`.
@@ -120,19 +158,27 @@ impl Engine {
     /// runtime was applied. A text that already failed is not retried until it changes
     /// (unless forced).
     pub fn reload(&self, source: &Source, force: bool) -> Result<bool, String> {
-        let text = source.read()?;
-        if !force && self.failed_text.lock().as_deref() == Some(text.as_str()) {
+        self.reload_checked(source, force).map_err(|e| e.to_string())
+    }
+
+    /// [`Engine::reload`] telling parse failures (retried) from failed reloads (remembered).
+    /// Without `force`, content whose fingerprint equals the running configuration's, or the
+    /// last one that failed, is skipped.
+    pub fn reload_checked(&self, source: &Source, force: bool) -> Result<bool, ReloadError> {
+        let _one = self.reloading.lock();
+        let text = source.read().map_err(ReloadError::Read)?;
+        let name = source.name();
+        let fp = content_fingerprint(&text, &name).map_err(ReloadError::Parse)?;
+        if !force && *self.attempted.lock() == fp {
             return Ok(false);
         }
-        let fixed = Source::Text { name: source.name(), text: text.clone() };
-        let result = load(&fixed, self.default_port).and_then(|loaded| {
-            if !force && *self.fingerprint.lock() == loaded.fingerprint {
-                return Ok(false);
-            }
-            self.apply(loaded).map(|_| true)
-        });
-        *self.failed_text.lock() = if result.is_err() { Some(text) } else { None };
-        result
+        if !force {
+            *self.attempted.lock() = fp;
+        }
+        tracing::info!("Reloading");
+        let fixed = Source::Text { name, text };
+        let loaded = load(&fixed, self.default_port).map_err(ReloadError::Failed)?;
+        self.apply(loaded).map(|_| true).map_err(ReloadError::Failed)
     }
 
     /// The current runtime.

@@ -14,6 +14,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,8 @@ pub struct CacheApp {
     setup: Arc<NetworkSetup>,
     kubedns: Mutex<KubeDnsConfig>,
     stop: Arc<(Mutex<bool>, Condvar)>,
+    /// Set by the directory watcher: poll now instead of at the end of the period.
+    wake: Arc<AtomicBool>,
 }
 
 /// `path.Dir` of the template path: the directory polled for template changes.
@@ -71,6 +74,7 @@ impl CacheApp {
             setup: Arc::new(setup),
             kubedns: Mutex::new(KubeDnsConfig::default()),
             stop: Arc::new((Mutex::new(false), Condvar::new())),
+            wake: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -129,7 +133,9 @@ impl CacheApp {
     /// node-cache's `initDNSConfigSync`: a startup sync of the kube-dns directory (a success
     /// writes the Corefile) and of the template's directory; each one that succeeded is then
     /// polled every `period` on one background thread. A failed startup sync logs
-    /// `Failed to sync …` and that directory is never polled.
+    /// `Failed to sync …` and that directory is never polled. The polled directories are also
+    /// watched: a change there polls at once (after a short debounce), so a template or
+    /// kube-dns ConfigMap update rewrites the Corefile within about a second.
     pub fn start_config_sync(self: &Arc<Self>, period: Duration) -> std::io::Result<std::thread::JoinHandle<()>> {
         let mut kube_sync = None;
         match self.flags.kubedns_cm_dir() {
@@ -159,10 +165,24 @@ impl CacheApp {
                 None
             }
         };
+        let dirs: Vec<PathBuf> = kube_sync.iter().chain(tpl_sync.iter()).map(|s| s.dir().to_path_buf()).collect();
+        let watcher = if dirs.is_empty() {
+            None
+        } else {
+            let (wake, stop) = (self.wake.clone(), self.stop.clone());
+            crate::reload::watch::watch_dirs_with(&dirs, move || {
+                wake.store(true, Ordering::SeqCst);
+                let _guard = stop.0.lock();
+                stop.1.notify_all();
+            })
+            .map_err(|e| tracing::warn!("cannot watch the ConfigMap directories: {e}"))
+            .ok()
+        };
         let me = Arc::clone(self);
-        std::thread::Builder::new()
-            .name("nodecache-configsync".into())
-            .spawn(move || me.poll_loop(kube_sync, tpl_sync, period))
+        std::thread::Builder::new().name("nodecache-configsync".into()).spawn(move || {
+            let _watcher = watcher;
+            me.poll_loop(kube_sync, tpl_sync, period)
+        })
     }
 
     fn poll_loop(&self, mut kube: Option<DirSync>, mut tpl: Option<DirSync>, period: Duration) {
@@ -186,16 +206,27 @@ impl CacheApp {
         }
     }
 
+    /// Waits `d`, or less when the watcher wakes us (then a short debounce so a burst of
+    /// renames is seen as one change). Returns true when stopped.
     fn wait(&self, d: Duration) -> bool {
-        let deadline = Instant::now() + d;
+        let mut deadline = Instant::now() + d;
+        let mut woken = false;
         let (lock, cv) = &*self.stop;
         let Ok(mut stopped) = lock.lock() else { return true };
         loop {
             if *stopped {
                 return true;
             }
+            if !woken && self.wake.swap(false, Ordering::SeqCst) {
+                woken = true;
+                deadline = deadline.min(Instant::now() + crate::reload::watch::DEBOUNCE);
+            }
             let now = Instant::now();
             if now >= deadline {
+                if woken {
+                    // Events of the burst that arrived while debouncing are covered by this poll.
+                    self.wake.store(false, Ordering::SeqCst);
+                }
                 return false;
             }
             match cv.wait_timeout(stopped, deadline - now) {

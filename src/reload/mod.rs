@@ -1,15 +1,20 @@
 //! Live reload: file watching, interval polling as a fallback, SIGUSR1, and the swap of the
 //! running configuration. A reload that fails keeps the old configuration serving.
+//!
+//! With `reload` in the Corefile, the Corefile's directory is watched (a change is checked
+//! once a burst of events settles) and the content is also checked every reload period, as
+//! CoreDNS does; a check reloads only when the parsed content's fingerprint changed. SIGUSR1
+//! always reloads, with or without `reload`.
 
 pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use crate::engine::{Engine, Source};
+use crate::engine::{Engine, ReloadError, Source};
 
 /// Why a reload was attempted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,71 +27,183 @@ pub enum Trigger {
 }
 
 /// The `reload` plugin's interval and jitter from the running configuration, if any block
-/// has `reload`.
+/// has `reload` (the last such block, whose setup runs last in CoreDNS).
 pub fn reload_settings(engine: &Engine) -> Option<(Duration, Duration)> {
+    reload_config(engine).map(|r| (r.interval(), r.jitter()))
+}
+
+/// The check period CoreDNS would use: each block's `reload` setup picks its period (interval
+/// plus jitter, chosen at setup) and overwrites the shared value, so the last block with
+/// `reload` wins.
+pub fn reload_period(engine: &Engine) -> Option<Duration> {
+    reload_config(engine).map(|r| r.period().max(Duration::from_millis(1)))
+}
+
+fn reload_config(engine: &Engine) -> Option<crate::plugin::reload::setup::Config> {
     let rt = engine.runtime()?;
-    rt.plan.blocks.iter().find_map(|b| {
+    rt.plan.blocks.iter().rev().find_map(|b| {
         let cfg = b.plugin("reload")?;
-        let r = cfg.as_any().downcast_ref::<crate::plugin::reload::setup::Config>()?;
-        Some((r.interval(), r.jitter()))
+        cfg.as_any().downcast_ref::<crate::plugin::reload::setup::Config>().cloned()
     })
 }
 
-/// The poll period: interval plus a uniform value in [-jitter/2, jitter/2).
-fn period(interval: Duration, jitter: Duration) -> Duration {
-    let j = jitter.min(interval / 2).as_millis() as i64;
-    if j == 0 {
-        return interval;
-    }
-    let delta = rand::rng().random_range(-j / 2..j - j / 2);
-    Duration::from_millis((interval.as_millis() as i64 + delta).max(1) as u64)
+/// Logs `Running configuration SHA512 = ...` and sets `coredns_reload_version_info`, as the
+/// `reload` plugin does when an instance with it starts.
+pub fn announce(engine: &Engine) {
+    let fp = engine.fingerprint();
+    tracing::info!(target: "plugin/reload", "Running configuration SHA512 = {fp}");
+    crate::observe::dns_metrics::set_reload_version(&fp);
 }
 
-/// Attempts one reload and logs/counts the result as CoreDNS does.
-pub fn attempt(engine: &Engine, source: &Source, trigger: Trigger) {
+/// Attempts one reload and logs/counts the result as CoreDNS does. Returns whether a new
+/// runtime was applied.
+pub fn attempt(engine: &Engine, source: &Source, trigger: Trigger) -> bool {
     let force = trigger == Trigger::Signal;
-    match engine.reload(source, force) {
+    match engine.reload_checked(source, force) {
         Ok(true) => {
-            tracing::info!("Reloading complete");
-            tracing::info!(target: "plugin/reload", "Running configuration SHA512 = {}", engine.fingerprint());
-            crate::observe::dns_metrics::set_reload_version(&engine.fingerprint());
-        }
-        Ok(false) => {}
-        Err(e) => {
-            if force {
-                tracing::error!("SIGUSR1: {e}");
-            } else {
-                tracing::error!(target: "plugin/reload", "Corefile changed but reload failed: {e}");
+            if reload_config(engine).is_some() {
+                announce(engine);
             }
+            tracing::info!("Reloading complete");
+            true
+        }
+        Ok(false) => false,
+        Err(e) if force => {
+            tracing::error!("SIGUSR1: {e}");
+            false
+        }
+        Err(ReloadError::Read(e)) => {
+            tracing::debug!(target: "plugin/reload", "Corefile not readable: {e}");
+            false
+        }
+        Err(ReloadError::Parse(e)) => {
+            tracing::warn!(target: "plugin/reload", "Corefile parse failed: {}", e.trim_end());
+            false
+        }
+        Err(ReloadError::Failed(e)) => {
+            tracing::error!(target: "plugin/reload", "Corefile changed but reload failed: {}", e.trim_end());
             crate::observe::dns_metrics::reload_failed_inc();
+            false
         }
     }
 }
 
-/// Runs the reloader until the process ends: file events (debounced) and the poll interval
-/// apply only while the configuration has `reload`; `signals` (SIGUSR1) always reload.
+/// Runs [`attempt`] on the blocking pool, so parsing and building never occupy a worker that
+/// serves queries.
+async fn attempt_off_path(engine: &Arc<Engine>, source: &Source, trigger: Trigger) -> bool {
+    let (e, s) = (engine.clone(), source.clone());
+    tokio::task::spawn_blocking(move || attempt(&e, &s, trigger)).await.unwrap_or(false)
+}
+
+/// Runs the reloader until `signals` closes: file events (debounced) and the poll period apply
+/// only while the configuration has `reload`; `signals` (SIGUSR1) always reload.
 pub async fn run(engine: Arc<Engine>, source: Source, mut signals: mpsc::UnboundedReceiver<Trigger>) {
     let (tx, mut events) = mpsc::unbounded_channel();
-    let _watcher = match &source {
-        Source::File(p) => watch::watch_dirs(&[watch::dir_of(p)], tx).ok(),
-        Source::Text { .. } => None,
+    let dirs: Vec<std::path::PathBuf> = match &source {
+        Source::File(p) => vec![watch::dir_of(p)],
+        Source::Text { .. } => Vec::new(),
     };
+    let arm = |tx: &mpsc::UnboundedSender<()>| {
+        if dirs.is_empty() {
+            None
+        } else {
+            watch::watch_dirs(&dirs, tx.clone()).ok()
+        }
+    };
+    let mut watcher = arm(&tx);
+    if reload_config(&engine).is_some() {
+        announce(&engine);
+    }
+    let mut period = reload_period(&engine);
+    let mut next_tick = period.map(|p| Instant::now() + p);
     loop {
-        let settings = reload_settings(&engine);
-        let poll = settings.map(|(i, j)| period(i, j)).unwrap_or(Duration::from_secs(3600));
-        tokio::select! {
-            more = watch::next_burst(&mut events, Duration::from_millis(150)), if settings.is_some() => {
-                if more {
-                    attempt(&engine, &source, Trigger::Check);
-                } else {
-                    tokio::time::sleep(poll).await;
-                }
-            }
-            _ = tokio::time::sleep(poll), if settings.is_some() => attempt(&engine, &source, Trigger::Check),
+        let tick = next_tick.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let applied = tokio::select! {
+            biased;
             t = signals.recv() => match t {
-                Some(t) => attempt(&engine, &source, t),
+                Some(t) => attempt_off_path(&engine, &source, t).await,
                 None => return,
             },
+            ev = events.recv() => match ev {
+                Some(()) if period.is_some() => {
+                    if !watch::settle(&mut events, watch::DEBOUNCE, watch::MAX_DELAY).await {
+                        return;
+                    }
+                    attempt_off_path(&engine, &source, Trigger::Check).await
+                }
+                _ => false,
+            },
+            _ = tokio::time::sleep_until(tick), if next_tick.is_some() => {
+                next_tick = period.map(|p| Instant::now() + p);
+                attempt_off_path(&engine, &source, Trigger::Check).await
+            }
+        };
+        if watcher.as_ref().is_none_or(watch::DirWatcher::stale) && !dirs.is_empty() {
+            // The directory was deleted, replaced or (re)created: watch what is there now.
+            watcher = arm(&tx);
         }
+        if applied {
+            // A new instance: the period comes from its `reload` setup, counted from now.
+            period = reload_period(&engine);
+            next_tick = period.map(|p| Instant::now() + p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    fn engine(corefile: &str) -> Engine {
+        let e = Engine::new(0, 1);
+        let source = Source::Text { name: "Corefile".into(), text: corefile.into() };
+        e.start(&source).expect("start");
+        e
+    }
+
+    #[tokio::test]
+    async fn the_last_block_with_reload_sets_the_period() {
+        let e = engine(
+            "a.:0 {\n bind 127.0.0.1\n reload 10s 0\n whoami\n}\nb.:0 {\n bind 127.0.0.1\n whoami\n}\n\
+             c.:0 {\n bind 127.0.0.1\n reload 4s 0\n whoami\n}\n",
+        );
+        assert_eq!(reload_period(&e), Some(Duration::from_secs(4)));
+        assert_eq!(reload_settings(&e), Some((Duration::from_secs(4), Duration::ZERO)));
+        e.stop();
+        let e = engine("a.:0 {\n bind 127.0.0.1\n whoami\n}\n");
+        assert_eq!(reload_period(&e), None);
+        e.stop();
+    }
+
+    #[tokio::test]
+    async fn failed_content_is_not_retried_until_it_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("Corefile");
+        let good = "a.:0 {\n bind 127.0.0.1\n reload 2s\n whoami\n}\n";
+        std::fs::write(&path, good).expect("write");
+        let source = Source::File(path.clone());
+        let e = Engine::new(0, 1);
+        e.start(&source).expect("start");
+        let before = e.fingerprint();
+        assert_eq!(e.reload_checked(&source, false), Ok(false));
+        // A whitespace-only edit is no change.
+        std::fs::write(&path, good.replace(" whoami", "\twhoami   ")).expect("write");
+        assert_eq!(e.reload_checked(&source, false), Ok(false));
+        let broken = good.replace("whoami", "whoami {\n nonsense\n }");
+        std::fs::write(&path, &broken).expect("write");
+        assert!(matches!(e.reload_checked(&source, false), Err(ReloadError::Failed(_))));
+        assert_eq!(e.reload_checked(&source, false), Ok(false), "the same broken content was tried again");
+        assert_eq!(e.fingerprint(), before);
+        // A syntax error is a parse failure, retried every time.
+        std::fs::write(&path, "a.:0 {\n").expect("write");
+        assert!(matches!(e.reload_checked(&source, false), Err(ReloadError::Parse(_))));
+        assert!(matches!(e.reload_checked(&source, false), Err(ReloadError::Parse(_))));
+        std::fs::write(&path, good.replace("2s", "3s")).expect("write");
+        assert_eq!(e.reload_checked(&source, false), Ok(true));
+        assert_ne!(e.fingerprint(), before);
+        // SIGUSR1 reloads unchanged content.
+        assert_eq!(e.reload_checked(&source, true), Ok(true));
+        e.stop();
     }
 }
