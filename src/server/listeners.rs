@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -10,11 +11,12 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::runtime::{ListenerKey, ListenerRuntime, Runtime};
-use super::{sockets, tcp, udp};
+use super::{sockets, tcp, udp_batch};
 
 struct Running {
     state: Arc<ArcSwap<ListenerRuntime>>,
     stop: watch::Sender<bool>,
+    udp_stop: Arc<AtomicBool>,
     bound: SocketAddr,
 }
 
@@ -41,8 +43,8 @@ impl Listeners {
             }
             let mut udps = Vec::new();
             for _ in 0..self.udp_sockets_per_addr {
-                let addr = udps.first().and_then(|s: &tokio::net::UdpSocket| s.local_addr().ok()).unwrap_or(key.addr);
-                let s = sockets::udp(addr).map_err(|e| format!("listen udp {}: {e}", key.addr))?;
+                let addr = udps.first().and_then(|s: &std::net::UdpSocket| s.local_addr().ok()).unwrap_or(key.addr);
+                let s = sockets::udp_blocking(addr).map_err(|e| format!("listen udp {}: {e}", key.addr))?;
                 udps.push(s);
             }
             let bound = udps.first().and_then(|s| s.local_addr().ok()).unwrap_or(key.addr);
@@ -59,17 +61,26 @@ impl Listeners {
             let keep = wanted.contains(&k);
             if !keep {
                 let _ = r.stop.send(true);
+                r.udp_stop.store(true, Ordering::Relaxed);
             }
             keep
         });
         for (key, lr, udps, tcp, bound) in fresh {
             let state = Arc::new(ArcSwap::new(lr));
             let (stop, rx) = watch::channel(false);
-            for s in udps {
-                tokio::spawn(udp::serve(Arc::new(s), state.clone(), rx.clone()));
+            let udp_stop = Arc::new(AtomicBool::new(false));
+            let rt = tokio::runtime::Handle::current();
+            for (i, s) in udps.into_iter().enumerate() {
+                let (state, udp_stop, rt) = (state.clone(), udp_stop.clone(), rt.clone());
+                let spawned = std::thread::Builder::new()
+                    .name(format!("udp-{}-{i}", bound.port()))
+                    .spawn(move || udp_batch::serve(Arc::new(s), state, udp_stop, rt));
+                if let Err(e) = spawned {
+                    tracing::error!("cannot start a UDP thread for {bound}: {e}");
+                }
             }
             tokio::spawn(tcp::serve(tcp, state.clone(), rx));
-            running.insert(key, Running { state, stop, bound });
+            running.insert(key, Running { state, stop, udp_stop, bound });
         }
         Ok(())
     }
@@ -83,6 +94,7 @@ impl Listeners {
     pub fn stop_all(&self) {
         for (_, r) in self.running.lock().drain() {
             let _ = r.stop.send(true);
+            r.udp_stop.store(true, Ordering::Relaxed);
         }
     }
 }

@@ -10,7 +10,7 @@ pub mod request;
 pub mod runtime;
 pub mod sockets;
 pub mod tcp;
-pub mod udp;
+pub mod udp_batch;
 pub mod wire;
 pub mod zones;
 

@@ -45,3 +45,14 @@ pub fn tcp(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
     s.listen(1024)?;
     tokio::net::TcpListener::from_std(s.into())
 }
+
+/// A blocking UDP socket for `addr` (SO_REUSEPORT, large buffers) with a short read timeout,
+/// for the batched receive loop on its own thread.
+pub fn udp_blocking(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let s = bind_with_fallback(addr, Type::DGRAM, Protocol::UDP)?;
+    s.set_nonblocking(false)?;
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    s.set_read_timeout(Some(std::time::Duration::from_millis(200)))?;
+    Ok(s.into())
+}
