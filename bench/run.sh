@@ -55,10 +55,10 @@ done
 # Sizes and durations (seconds). --quick shrinks everything for a smoke run.
 NAMES=100000
 HIT_NAMES=1000
-HIT_SECS=10
-LAT_SECS=10
+HIT_SECS=${HIT_SECS:-10}
+LAT_SECS=${LAT_SECS:-10}
 LAT_QPS=20000
-TWO_SECS=8
+TWO_SECS=${TWO_SECS:-8}
 MISS_LIMIT=180
 if [ "$QUICK" = 1 ]; then
     NAMES=5000; HIT_NAMES=200; HIT_SECS=2; LAT_SECS=2; LAT_QPS=5000; TWO_SECS=2; MISS_LIMIT=30
