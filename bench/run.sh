@@ -1,0 +1,510 @@
+#!/usr/bin/env bash
+# nodecache performance harness (issue 8).
+#
+# Compares nodecache with other forwarding caches (unbound, pdns-recursor, dnsmasq, dnsdist,
+# plus any --extra server such as CoreDNS) and a UDP echo floor. Knot serves a generated zone
+# of 100,000 names on 127.0.0.1 as the upstream; every server forwards to it and caches.
+#
+# Per server and repetition: cold start, a mostly-miss pass over 100,000 names, a warm-up, a
+# max-rate cache-hit run over 1,000 names, a fixed-rate (20k QPS) latency run with per-query
+# percentiles, server CPU µs/query from /proc/<pid>/stat, peak RSS (VmHWM); then a second start
+# with two workers for a two-worker cache-hit run.
+#
+# All traffic goes to 127.0.0.1. Every run is bounded by count (-n) and time (-l).
+#
+# Usage: bench/run.sh [--quick] [--reps N] [--servers "nodecache unbound ..."]
+#                     [--extra 'NAME=CMD'] [--out DIR] [--no-install] [--profile]
+#   --profile: instead of the comparison, record nodecache with `perf record -e cpu-clock`
+#            (valgrind callgrind when perf is unusable) during one miss pass and one hit run
+#            and write the flat self-time reports to OUT/perf.{miss,hit}.txt.
+#   --extra: CMD may use {PORT}, {UPSTREAM} (127.0.0.1:port of knot), {COREFILE} (a Corefile
+#            equivalent to nodecache's), {WORKERS}. Example:
+#            --extra 'coredns=/usr/local/bin/coredns -conf {COREFILE} -dns.port {PORT}'
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+
+REPS=3
+QUICK=0
+PROFILE=0
+INSTALL=1
+SERVERS="echo nodecache unbound pdns-recursor dnsmasq dnsdist"
+declare -a EXTRA_NAMES=()
+declare -A EXTRA_CMDS=()
+OUT=""
+NODECACHE_BIN="${NODECACHE_BIN:-$ROOT/target/release/nodecache}"
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --reps) REPS="$2"; shift ;;
+        --servers) SERVERS="$2"; shift ;;
+        --extra)
+            name="${2%%=*}"; cmd="${2#*=}"
+            EXTRA_NAMES+=("$name"); EXTRA_CMDS[$name]="$cmd"; shift ;;
+        --out) OUT="$2"; shift ;;
+        --no-install) INSTALL=0 ;;
+        --profile) PROFILE=1 ;;
+        -h|--help) sed -n 2,20p "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+# Sizes and durations (seconds). --quick shrinks everything for a smoke run.
+NAMES=100000
+HIT_NAMES=1000
+HIT_SECS=${HIT_SECS:-10}
+LAT_SECS=${LAT_SECS:-10}
+LAT_QPS=20000
+TWO_SECS=${TWO_SECS:-8}
+MISS_LIMIT=180
+if [ "$QUICK" = 1 ]; then
+    NAMES=5000; HIT_NAMES=200; HIT_SECS=2; LAT_SECS=2; LAT_QPS=5000; TWO_SECS=2; MISS_LIMIT=30
+    [ "$REPS" = 3 ] && REPS=1
+fi
+
+SERVER_CPU=1     # the server under test
+LOAD_CPU=0       # dnsperf and knot
+KNOT_PORT=15300
+PORT=15353
+ZONE=bench.example
+CLK_TCK=$(getconf CLK_TCK)
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+# Install (Debian packages only).
+if [ "$INSTALL" = 1 ]; then
+    need=()
+    command -v dnsperf >/dev/null || need+=(dnsperf)
+    command -v knotd >/dev/null || need+=(knot)
+    command -v unbound >/dev/null || need+=(unbound)
+    command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
+    command -v pdns_recursor >/dev/null || need+=(pdns-recursor)
+    command -v dnsdist >/dev/null || need+=(dnsdist)
+    command -v rustc >/dev/null || need+=(rustc)
+    command -v python3 >/dev/null || need+=(python3)
+    if [ ${#need[@]} -gt 0 ]; then
+        log "installing: ${need[*]}"
+        [ "$(id -u)" = 0 ] || { echo "run as root to install ${need[*]}" >&2; exit 1; }
+        apt-get update -qq
+        # Keep the packages' own services from starting (they would bind port 53).
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+        rm -f /usr/sbin/policy-rc.d
+    fi
+fi
+
+case " $SERVERS " in
+    *" nodecache "*) [ -x "$NODECACHE_BIN" ] || (cd "$ROOT" && cargo build --release --bin nodecache) ;;
+esac
+
+WORK="$(mktemp -d /tmp/nodecache-bench.XXXXXX)"
+[ -n "$OUT" ] || OUT="$HERE/out/$(date -u +%Y%m%dT%H%M%S)"
+mkdir -p "$OUT"
+RAW="$OUT/raw.tsv"
+: > "$RAW"
+log "work dir $WORK, results in $OUT"
+
+KNOT_PID=""
+SERVER_PID=""
+COLD_MS=""
+cleanup() {
+    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+    [ -n "$KNOT_PID" ] && kill "$KNOT_PID" 2>/dev/null || true
+    wait 2>/dev/null || true
+    if [ -n "${WORK:-}" ] && [ -d "$WORK" ]; then
+        mkdir -p "$OUT/logs"; cp "$WORK"/*.log "$WORK"/*.conf "$WORK/Corefile" "$OUT/logs/" 2>/dev/null || true
+        cp -r "$WORK/pdns/recursor.conf" "$OUT/logs/" 2>/dev/null || true
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT INT TERM
+
+# ---------------------------------------------------------------------------------------------
+# Zone and query files. Name i has kind i % 5: A, AAAA, CNAME -> A, TXT, NXDOMAIN (the zone
+# holds n<i> for those, the query asks x<i>, which does not exist).
+log "generating zone of $NAMES names"
+python3 - "$WORK" "$NAMES" "$HIT_NAMES" "$ZONE" <<'EOF'
+import sys
+work, n, hit, zone = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+with open(f"{work}/{zone}.zone", "w") as z, open(f"{work}/all.txt", "w") as q:
+    z.write(f"$ORIGIN {zone}.\n$TTL 3600\n")
+    z.write(f"@ SOA ns.{zone}. hostmaster.{zone}. 1 3600 600 86400 3600\n@ NS ns\nns A 127.0.0.1\n")
+    for i in range(n):
+        k = i % 5
+        if k == 0:
+            z.write(f"a{i} A 127.{10 + (i >> 16) % 200}.{(i >> 8) & 255}.{i & 255}\n"); q.write(f"a{i}.{zone} A\n")
+        elif k == 1:
+            z.write(f"q{i} AAAA 2001:db8::{i:x}\n"); q.write(f"q{i}.{zone} AAAA\n")
+        elif k == 2:
+            z.write(f"c{i} CNAME a{i - 2}\n"); q.write(f"c{i}.{zone} A\n")
+        elif k == 3:
+            z.write(f't{i} TXT "bench record {i}" "v=test"\n'); q.write(f"t{i}.{zone} TXT\n")
+        else:
+            z.write(f"n{i} A 127.0.0.{i % 250 + 1}\n"); q.write(f"x{i}.{zone} A\n")
+with open(f"{work}/all.txt") as q, open(f"{work}/hit.txt", "w") as h:
+    for _, line in zip(range(hit), q):
+        h.write(line)
+EOF
+
+# The same root hints for everyone that wants them: the root is "served" on loopback only, so
+# no resolver primes against the real root servers.
+cat > "$WORK/root.hints" <<EOF
+.                        3600000      NS    a.root-servers.net.
+a.root-servers.net.      3600000      A     127.0.0.1
+EOF
+
+# ---------------------------------------------------------------------------------------------
+# Knot: the authoritative upstream, on the load generator's CPU.
+mkdir -p "$WORK/knot"
+cat > "$WORK/knot.conf" <<EOF
+server:
+    listen: 127.0.0.1@$KNOT_PORT
+    rundir: $WORK/knot
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+log:
+  - target: stderr
+    any: warning
+database:
+    storage: $WORK/knot
+template:
+  - id: default
+    storage: $WORK
+    semantic-checks: off
+    zonefile-sync: -1
+    journal-content: none
+zone:
+  - domain: $ZONE
+    file: $WORK/$ZONE.zone
+EOF
+taskset -c $LOAD_CPU knotd -c "$WORK/knot.conf" > "$WORK/knot.log" 2>&1 &
+KNOT_PID=$!
+if [ "$($PY "$HERE/probe.py" $KNOT_PORT "a0.$ZONE" 60 | tail -n 1)" = "-1" ]; then
+    echo "knot did not start" >&2; cat "$WORK/knot.log" >&2; exit 1
+fi
+log "knot up (pid $KNOT_PID)"
+
+# ---------------------------------------------------------------------------------------------
+# Server configurations. $1 = workers (1 or 2). Each writes its config and prints the command.
+COREFILE="$WORK/Corefile"
+cat > "$COREFILE" <<EOF
+.:$PORT {
+    bind 127.0.0.1
+    errors
+    cache {
+        success 100000 3600
+        denial 100000 3600
+    }
+    forward . 127.0.0.1:$KNOT_PORT
+}
+EOF
+
+cmd_echo() { echo "/tmp/nodecache-bench-echo $PORT"; }
+cmd_nodecache() { echo "$NODECACHE_BIN -conf $COREFILE -dns.port $PORT"; }
+cmd_unbound() {
+    cat > "$WORK/unbound.conf" <<EOF
+server:
+    interface: 127.0.0.1
+    port: $PORT
+    do-ip6: no
+    num-threads: $1
+    so-reuseport: yes
+    msg-cache-size: 64m
+    rrset-cache-size: 128m
+    key-cache-size: 1m
+    neg-cache-size: 16m
+    access-control: 127.0.0.0/8 allow
+    username: ""
+    chroot: ""
+    directory: "$WORK"
+    pidfile: ""
+    do-daemonize: no
+    use-syslog: no
+    logfile: ""
+    verbosity: 0
+    module-config: "iterator"
+    qname-minimisation: no
+    do-not-query-localhost: no
+    root-hints: "$WORK/root.hints"
+    prefetch: no
+    num-queries-per-thread: 4096
+    outgoing-range: 8192
+forward-zone:
+    name: "."
+    forward-addr: 127.0.0.1@$KNOT_PORT
+EOF
+    echo "unbound -d -c $WORK/unbound.conf"
+}
+cmd_pdns-recursor() {
+    mkdir -p "$WORK/pdns"
+    cat > "$WORK/pdns/recursor.conf" <<EOF
+local-address=127.0.0.1
+local-port=$PORT
+allow-from=127.0.0.0/8
+forward-zones-recurse=.=127.0.0.1:$KNOT_PORT
+hint-file=$WORK/root.hints
+threads=$1
+pdns-distributes-queries=no
+reuseport=yes
+max-cache-entries=200000
+max-packetcache-entries=200000
+max-negative-ttl=3600
+socket-dir=$WORK/pdns
+daemon=no
+write-pid=no
+quiet=yes
+loglevel=3
+dnssec=off
+query-local-address=127.0.0.1
+security-poll-suffix=
+EOF
+    echo "pdns_recursor --config-dir=$WORK/pdns"
+}
+cmd_dnsmasq() {
+    echo "dnsmasq -k --conf-file=/dev/null --no-resolv --no-hosts --no-poll --server=127.0.0.1#$KNOT_PORT \
+--listen-address=127.0.0.1 --bind-interfaces --port=$PORT --cache-size=100000 --dns-forward-max=1000 \
+--pid-file= --user=root --log-facility=-"
+}
+cmd_dnsdist() {
+    {
+        echo "setLocal('127.0.0.1:$PORT', {reusePort=true})"
+        [ "$1" = 2 ] && echo "addLocal('127.0.0.1:$PORT', {reusePort=true})"
+        echo "newServer({address='127.0.0.1:$KNOT_PORT', checkInterval=3600})"
+        echo "pc = newPacketCache(200000, {maxTTL=86400, minTTL=0, numberOfShards=16})"
+        echo "getPool(''):setCache(pc)"
+        echo "setACL('127.0.0.0/8')"
+        # No security-status poll: it would query the system resolver.
+        echo "setSecurityPollSuffix('')"
+    } > "$WORK/dnsdist.conf"
+    echo "dnsdist --supervised --disable-syslog -C $WORK/dnsdist.conf"
+}
+cmd_extra() {
+    local c="${EXTRA_CMDS[$2]}"
+    c="${c//\{PORT\}/$PORT}"; c="${c//\{UPSTREAM\}/127.0.0.1:$KNOT_PORT}"
+    c="${c//\{COREFILE\}/$COREFILE}"; c="${c//\{WORKERS\}/$1}"
+    echo "$c"
+}
+
+server_cmd() { # name workers
+    if [ -n "${EXTRA_CMDS[$1]+x}" ]; then cmd_extra "$2" "$1"; else "cmd_$1" "$2"; fi
+}
+
+cpu_ticks() { # utime + stime of a pid (all its threads)
+    awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+hwm_kb() { awk '/VmHWM/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RAW"; } # server rep metric value
+
+start_server() { # name workers cpus
+    local cmd; cmd="$(server_cmd "$1" "$2")"
+    # The probe starts first (interpreter start-up is not counted) and prints the wall-clock
+    # nanoseconds of the first answer; cold start = that minus the moment before exec.
+    local pout="$WORK/probe.out" ppid t0 t1
+    : > "$pout"
+    $PY "$HERE/probe.py" $PORT "a0.$ZONE" 30 > "$pout" &
+    ppid=$!
+    for _ in $(seq 500); do [ -s "$pout" ] && break; sleep 0.01; done
+    t0=$(date +%s%N)
+    # shellcheck disable=SC2086
+    taskset -c "$3" $cmd > "$WORK/$1.log" 2>&1 &
+    SERVER_PID=$!
+    wait "$ppid" || true
+    t1=$(tail -n 1 "$pout")
+    COLD_MS=-1
+    [ "${t1:--1}" != "-1" ] && COLD_MS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')
+    if [ "$COLD_MS" = "-1" ] || ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        log "$1 did not start:"; tail -20 "$WORK/$1.log" >&2
+        stop_server; return 1
+    fi
+}
+stop_server() {
+    [ -n "$SERVER_PID" ] || return 0
+    kill "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
+# dnsperf wrapper: prints "completed lost qps"; extra args pass through.
+perf_run() { # cpus datafile outfile dnsperf-args...
+    local cpus="$1" data="$2" out="$3"; shift 3
+    taskset -c "$cpus" dnsperf -s 127.0.0.1 -p $PORT -d "$data" -t 2 "$@" > "$out" 2>&1 || true
+    local done lost qps
+    done=$(awk '/Queries completed:/ { print $3 }' "$out"); lost=$(awk '/Queries lost:/ { print $3 }' "$out")
+    qps=$(awk '/Queries per second:/ { print $4 }' "$out")
+    echo "${done:-0} ${lost:-0} ${qps:-0}"
+}
+
+# Runs one measured phase: records answered, lost, qps and CPU µs/query for the server.
+measured() { # server rep phase cpus datafile dnsperf-args...
+    local s="$1" rep="$2" phase="$3" cpus="$4" data="$5"; shift 5
+    local c0 c1 res done lost qps
+    c0=$(cpu_ticks "$SERVER_PID")
+    res=$(perf_run "$cpus" "$data" "$WORK/$s.$rep.$phase.out" "$@")
+    c1=$(cpu_ticks "$SERVER_PID")
+    read -r done lost qps <<< "$res"
+    record "$s" "$rep" "$phase.answered" "$done"
+    record "$s" "$rep" "$phase.lost" "$lost"
+    record "$s" "$rep" "$phase.qps" "$qps"
+    if [ "${done:-0}" -gt 0 ]; then
+        record "$s" "$rep" "$phase.cpu_us" "$(awk -v d="$((c1 - c0))" -v n="$done" -v t="$CLK_TCK" \
+            'BEGIN { printf "%.2f", d * 1e6 / t / n }')"
+    fi
+    log "  $phase: answered $done lost $lost qps $qps cpu_ticks $((c1 - c0))"
+}
+
+latency_percentiles() { # dnsperf -v output -> p50 p90 p99 p999 in µs
+    awk '$1 == ">" { print $NF * 1e6 }' "$1" | sort -n | awk '
+        { v[NR] = $1 }
+        END {
+            if (NR == 0) { print "0 0 0 0"; exit }
+            n = split("0.5 0.9 0.99 0.999", p, " ")
+            for (i = 1; i <= n; i++) { k = int(p[i] * NR); if (k < 1) k = 1; printf "%.0f ", v[k] }
+            print ""
+        }'
+}
+
+profile_phase() { # phase datafile dnsperf-args...
+    local phase="$1" data="$2"; shift 2
+    local data_file="$WORK/perf.$phase.data" ppid
+    perf record -e cpu-clock -F 4000 -g -p "$SERVER_PID" -o "$data_file" > "$WORK/perf.$phase.log" 2>&1 &
+    ppid=$!
+    sleep 0.5
+    perf_run $LOAD_CPU "$data" "$WORK/profile.$phase.out" "$@"
+    kill -INT "$ppid" 2>/dev/null || true
+    wait "$ppid" 2>/dev/null || true
+    perf report -i "$data_file" --stdio --no-children --sort dso,symbol --percent-limit 0.7 -g none \
+        > "$OUT/perf.$phase.txt" 2>/dev/null || true
+    perf report -i "$data_file" --stdio --no-children --sort dso --percent-limit 0.5 -g none \
+        > "$OUT/perf.$phase.dso.txt" 2>/dev/null || true
+    log "  profile $phase: $OUT/perf.$phase.txt"
+}
+
+if [ "$PROFILE" = 1 ]; then
+    if perf record -e cpu-clock -o "$WORK/perf.test" -- true > /dev/null 2>&1; then
+        start_server nodecache 1 $SERVER_CPU || exit 1
+        profile_phase miss "$WORK/all.txt" -n 1 -l $MISS_LIMIT -q 100
+        perf_run $LOAD_CPU "$WORK/hit.txt" "$WORK/warm.out" -n 2 -l 30 -q 50 > /dev/null
+        profile_phase hit "$WORK/hit.txt" -l $HIT_SECS -q 200
+        stop_server
+    else
+        log "perf unusable here; using callgrind on a short hit run"
+        cmd="$(server_cmd nodecache 1)"
+        # shellcheck disable=SC2086
+        taskset -c $SERVER_CPU valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" $cmd \
+            > "$WORK/callgrind.log" 2>&1 &
+        SERVER_PID=$!
+        sleep 5
+        perf_run $LOAD_CPU "$WORK/hit.txt" "$WORK/cg.out" -n 20 -l 30 -q 20 > /dev/null
+        stop_server
+        callgrind_annotate "$OUT/callgrind.out" 2>/dev/null | head -60 > "$OUT/callgrind.txt" || true
+    fi
+    exit 0
+fi
+
+ALL_SERVERS="$SERVERS ${EXTRA_NAMES[*]:-}"
+for s in $ALL_SERVERS; do
+    if [ "$s" = echo ] && [ ! -x /tmp/nodecache-bench-echo ]; then
+        rustc -O "$HERE/udp_echo.rs" -o /tmp/nodecache-bench-echo
+    fi
+done
+
+for rep in $(seq "$REPS"); do
+    for s in $ALL_SERVERS; do
+        log "== $s (rep $rep/$REPS)"
+        # --- one worker, pinned.
+        start_server "$s" 1 $SERVER_CPU || { record "$s" "$rep" failed 1; continue; }
+        record "$s" "$rep" cold_start_ms "$COLD_MS"
+        log "  cold start ${COLD_MS} ms (pid $SERVER_PID)"
+        # Mostly-miss pass: each of the names once (a0 was already asked by the probe).
+        measured "$s" "$rep" miss $LOAD_CPU "$WORK/all.txt" -n 1 -l $MISS_LIMIT -q 100
+        record "$s" "$rep" rss_after_miss_kb "$(hwm_kb "$SERVER_PID")"
+        # Warm-up: the hit set twice.
+        perf_run $LOAD_CPU "$WORK/hit.txt" "$WORK/$s.$rep.warm.out" -n 2 -l 30 -q 50 > /dev/null
+        # Cache hits at the highest rate dnsperf reaches.
+        measured "$s" "$rep" hit $LOAD_CPU "$WORK/hit.txt" -l $HIT_SECS -q 200
+        # Fixed rate, per-query latencies.
+        measured "$s" "$rep" lat $LOAD_CPU "$WORK/hit.txt" -l $LAT_SECS -Q $LAT_QPS -q 500 -v
+        read -r p50 p90 p99 p999 <<< "$(latency_percentiles "$WORK/$s.$rep.lat.out")"
+        record "$s" "$rep" lat_p50_us "$p50"; record "$s" "$rep" lat_p90_us "$p90"
+        record "$s" "$rep" lat_p99_us "$p99"; record "$s" "$rep" lat_p999_us "$p999"
+        log "  latency at $LAT_QPS QPS: p50 $p50 p90 $p90 p99 $p99 p99.9 $p999 µs"
+        record "$s" "$rep" rss_peak_kb "$(hwm_kb "$SERVER_PID")"
+        rm -f "$WORK/$s.$rep.lat.out"
+        stop_server
+
+        # --- two workers on both CPUs (dnsmasq and the echo floor are single-threaded anyway).
+        start_server "$s" 2 0,1 || { record "$s" "$rep" failed2 1; continue; }
+        perf_run 0,1 "$WORK/hit.txt" "$WORK/$s.$rep.warm2.out" -n 2 -l 30 -q 50 > /dev/null
+        measured "$s" "$rep" hit2 0,1 "$WORK/hit.txt" -l $TWO_SECS -q 200 -T 2 -c 2
+        stop_server
+    done
+done
+
+# ---------------------------------------------------------------------------------------------
+# Summary: median and min-max over repetitions.
+python3 - "$RAW" "$OUT/summary.md" <<'EOF'
+import collections, statistics, sys
+raw, out = sys.argv[1], sys.argv[2]
+data = collections.defaultdict(lambda: collections.defaultdict(list))
+order = []
+for line in open(raw):
+    s, rep, metric, value = line.rstrip("\n").split("\t")
+    if s not in order:
+        order.append(s)
+    try:
+        data[s][metric].append(float(value))
+    except ValueError:
+        pass
+def cell(s, m, fmt="{:.2f}"):
+    v = data[s].get(m)
+    if not v:
+        return "n/a"
+    med = statistics.median(v)
+    if len(v) == 1:
+        return fmt.format(med)
+    return f"{fmt.format(med)} ({fmt.format(min(v))}–{fmt.format(max(v))})"
+def lost(s):
+    tot = [sum(x) for x in zip(*(data[s].get(p + ".lost", []) for p in ("miss", "hit", "lat")))]
+    return f"{int(statistics.median(tot))} (max {int(max(tot))})" if tot else "n/a"
+cols = [
+    ("cache-hit CPU µs/query", "hit.cpu_us", "{:.2f}"),
+    ("mostly-miss CPU µs/query", "miss.cpu_us", "{:.2f}"),
+    ("p99 µs at fixed rate (hits)", "lat_p99_us", "{:.0f}"),
+    ("peak RSS after 100k names (MiB)", "rss_after_miss_kb", None),
+]
+lines = ["| server | " + " | ".join(c[0] for c in cols) + " | lost queries (miss+hit+lat) |",
+         "|---" * (len(cols) + 2) + "|"]
+for s in order:
+    row = [s]
+    for _, m, fmt in cols:
+        if fmt is None:
+            data[s][m + "_mib"] = [x / 1024 for x in data[s].get(m, [])]
+            row.append(cell(s, m + "_mib", "{:.1f}"))
+        else:
+            row.append(cell(s, m, fmt))
+    row.append(lost(s))
+    lines.append("| " + " | ".join(row) + " |")
+lines += ["", "Details (median, min–max):", "",
+          "| server | cold start ms | miss QPS | hit QPS (1 worker) | hit QPS (2 workers) | "
+          "2-worker CPU µs/query | p50 µs | p90 µs | p99.9 µs | peak RSS end (MiB) |",
+          "|---" * 10 + "|"]
+for s in order:
+    data[s]["rss_peak_mib"] = [x / 1024 for x in data[s].get("rss_peak_kb", [])]
+    lines.append("| " + " | ".join([s, cell(s, "cold_start_ms", "{:.0f}"), cell(s, "miss.qps", "{:.0f}"),
+        cell(s, "hit.qps", "{:.0f}"), cell(s, "hit2.qps", "{:.0f}"), cell(s, "hit2.cpu_us"),
+        cell(s, "lat_p50_us", "{:.0f}"), cell(s, "lat_p90_us", "{:.0f}"), cell(s, "lat_p999_us", "{:.0f}"),
+        cell(s, "rss_peak_mib", "{:.1f}")]) + " |")
+open(out, "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+EOF
+log "raw numbers: $RAW; summary: $OUT/summary.md"
