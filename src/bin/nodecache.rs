@@ -16,6 +16,7 @@ const DEFS: &[Def] = &[
     Def { name: "version", kind: Kind::Bool, alias_of: None },
     Def { name: "validate", kind: Kind::Bool, alias_of: None },
     Def { name: "explain", kind: Kind::Bool, alias_of: None },
+    Def { name: "lint-policy", kind: Kind::Bool, alias_of: None },
 ];
 
 fn usage(argv0: &str) -> String {
@@ -45,6 +46,9 @@ fn main() {
     };
     let flag = |n: &str| values.get(n).map(String::as_str);
     let on = |n: &str| flag(n) == Some("true");
+    if on("lint-policy") {
+        std::process::exit(lint_policies(&rest));
+    }
     if !rest.is_empty() {
         eprintln!("[FATAL] extra command line arguments: {rest:?}");
         std::process::exit(1);
@@ -97,4 +101,36 @@ fn main() {
         on_started: None,
     });
     std::process::exit(status);
+}
+
+/// `-lint-policy FILE...`: prints one `[WARNING]` line per rule that lets pods reach kube-dns
+/// but not node-local-dns; exits 0 when clean, 1 with warnings, 2 when a file cannot be read.
+fn lint_policies(paths: &[String]) -> i32 {
+    use nodecache::nodelocal::policy_lint::{lint_path, LintOptions};
+    if paths.is_empty() {
+        eprintln!("-lint-policy needs at least one file or directory");
+        return 2;
+    }
+    let opts = LintOptions::default();
+    let mut status = 0;
+    for p in paths {
+        match lint_path(std::path::Path::new(p), &opts) {
+            Ok(warnings) => {
+                for w in &warnings {
+                    println!("[WARNING] {w}");
+                }
+                if !warnings.is_empty() && status == 0 {
+                    status = 1;
+                }
+            }
+            Err(e) => {
+                eprintln!("[ERROR] {e}");
+                status = 2;
+            }
+        }
+    }
+    if status == 0 {
+        println!("OK: every policy that allows DNS to kube-dns also allows node-local-dns");
+    }
+    status
 }
