@@ -445,7 +445,7 @@ fn node_cache_binary_serves_the_generated_corefile() {
 /// A started binary and its files; the process is killed before the directory is removed.
 struct Run {
     proc: Proc,
-    _layout: Layout,
+    layout: Layout,
 }
 
 /// Runs the binary on `kubedns` files and returns (Corefile, log) once `needle` is logged.
@@ -457,7 +457,7 @@ fn start_with(kubedns: &[(&str, &str)], env: &[(&str, &str)], needle: &str) -> (
     let proc = Proc::spawn(&layout.args("127.0.0.1", dns, metrics), env, layout.path("log"));
     let log = proc.wait_log(needle);
     let corefile = wait_file(&layout.path("Corefile")).unwrap_or_default();
-    (corefile, log, Run { proc, _layout: layout })
+    (corefile, log, Run { proc, layout })
 }
 
 #[test]
@@ -481,15 +481,37 @@ fn node_cache_binary_rejects_invalid_inputs() {
 
     // Invalid JSON, too many upstreams and a bad stub domain: the startup sync fails, the
     // Corefile keeps /etc/resolv.conf and no stub block.
+    // The wording is kubernetes/dns's `sync.go` / `config.go`; for invalid JSON only the prefix is
+    // checked (the decoder's own message follows it).
     let bad: [(&str, &str, &str); 3] = [
-        ("upstreamNameservers", "[\"127.0.0.1:5353\"", "Invalid configuration for upstreamNameservers"),
-        ("upstreamNameservers", "[\"1.1.1.1\",\"1.0.0.1\",\"8.8.8.8\",\"8.8.4.4\"]", "Invalid configuration"),
-        ("stubDomains", "{\"bad_domain!\":[\"127.0.0.1\"]}", "Invalid configuration"),
+        (
+            "upstreamNameservers",
+            "[\"127.0.0.1:5353\"",
+            "[ERROR] Invalid configuration for upstreamNameservers, ignoring update: ",
+        ),
+        (
+            "upstreamNameservers",
+            "[\"1.1.1.1\",\"1.0.0.1\",\"8.8.8.8\",\"8.8.4.4\"]",
+            "[ERROR] Invalid configuration: upstreamNameserver cannot have more than three entries (value was ",
+        ),
+        (
+            "stubDomains",
+            "{\"bad_domain!\":[\"127.0.0.1\"]}",
+            "[ERROR] Invalid configuration: invalid domain name: \"bad_domain!\" (value was ",
+        ),
     ];
     for (key, value, why) in bad {
-        let (corefile, log, _proc) = start_with(&[(key, value)], &ok_env, "Failed to sync kube-dns config directory");
-        assert!(log.contains("Failed to sync kube-dns config directory"), "{key}={value}: {log}");
-        assert!(log.contains(why), "{key}={value}: {log}");
+        let (corefile, log, run) = start_with(&[(key, value)], &ok_env, "Failed to sync kube-dns config directory");
+        let sync = format!(
+            "[ERROR] Failed to sync kube-dns config directory {}, err: ",
+            run.layout.path("kube-dns").display()
+        );
+        assert!(log.lines().any(|l| l.starts_with(&sync)), "{key}={value}: {log}");
+        assert!(log.lines().any(|l| l.starts_with(why)), "{key}={value}: {log}");
+        if why.contains("(value was ") {
+            let err = why.trim_start_matches("[ERROR] Invalid configuration: ").trim_end_matches(" (value was ");
+            assert!(log.lines().any(|l| l == format!("{sync}{err}")), "{key}={value}: {log}");
+        }
         assert!(corefile.contains("\n    forward . /etc/resolv.conf\n"), "{key}={value}: {corefile}");
         assert!(!corefile.contains("corp.example") && !corefile.contains("bad_domain"), "{corefile}");
     }
