@@ -17,6 +17,9 @@ use super::reply;
 use super::request::{Proto, Reply, Request};
 use super::runtime::ListenerRuntime;
 
+/// The zone of a request before routing (shared, so no allocation per query).
+static ROOT_ZONE: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("."));
+
 /// Rcodes for which the server writes the reply itself when the chain wrote nothing.
 fn server_writes(rcode: ResponseCode) -> bool {
     matches!(rcode, ResponseCode::ServFail | ResponseCode::Refused | ResponseCode::FormErr | ResponseCode::NotImp)
@@ -48,7 +51,7 @@ pub async fn handle(
         local,
         proto,
         server: lr.label.clone(),
-        zone: Arc::from("."),
+        zone: ROOT_ZONE.clone(),
         started: Instant::now(),
         metadata: Vec::new(),
     };
@@ -59,14 +62,14 @@ pub async fn handle(
         return Some(query::badvers(&req.wire));
     }
     let is_ds = req.qtype == 43;
-    let Some((zone, entry)) = lr.table.route(&req.qname_lower, is_ds) else {
+    let Some((_, entry)) = lr.table.route(&req.qname_lower, is_ds) else {
         return Some(refuse_dropped(&req));
     };
     let block = &entry.block;
     if block.chain.is_empty() {
         return Some(refuse_dropped(&req));
     }
-    req.zone = Arc::from(zone);
+    req.zone = entry.zone.clone();
     let block = block.clone();
     if crate::plugin::debug::enabled() {
         // `debug`: no panic recovery, as CoreDNS.

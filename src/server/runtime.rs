@@ -27,6 +27,8 @@ pub struct Block {
 
 /// What a listener routes a zone to.
 pub struct ZoneEntry {
+    /// The zone, shared into every request routed here.
+    pub zone: Arc<str>,
     /// The block serving the zone.
     pub block: Arc<Block>,
     /// Pre-resolved metrics series for (listener, zone), when the block has `prometheus`.
@@ -134,7 +136,7 @@ pub fn build(plan: Plan, carry: Arc<Carryover>) -> Result<Runtime, String> {
         for (zone, bi) in &lp.zones {
             let Some(block) = blocks.get(*bi) else { continue };
             let recorder = block.has_metrics.then(|| crate::observe::dns_metrics::recorder(&lp.label, zone));
-            table.insert(zone, Arc::new(ZoneEntry { block: block.clone(), recorder }));
+            table.insert(zone, Arc::new(ZoneEntry { zone: Arc::from(zone.as_str()), block: block.clone(), recorder }));
             if let Some(bp) = plan.blocks.get(*bi) {
                 class_chaos |= bp.plugin("forward").is_some() || bp.plugin("chaos").is_some();
                 if let Some(t) = bp.plugin("timeouts").and_then(|c| c.as_any().downcast_ref::<TimeoutsConfig>()) {
