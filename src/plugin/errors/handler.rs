@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 
 use crate::gocompat::duration;
-use crate::plugin::log::names::type_name;
+use crate::gocompat::names::type_name;
 use crate::plugin::{Next, Plugin};
 use crate::server::{Outcome, Request};
 

@@ -1,4 +1,4 @@
-//! Type, class and rcode names as CoreDNS (miekg/dns) prints them in logs.
+//! Type, class and rcode names as CoreDNS (miekg/dns) prints them in logs and metrics.
 
 /// The mnemonic of a record type, or `TYPEnnn` (miekg's `dns.Type.String`).
 pub fn type_name(t: u16) -> String {
@@ -137,6 +137,11 @@ pub fn rcode_name(r: u16) -> Option<&'static str> {
     })
 }
 
+/// miekg's `StringToRcode`: the rcode with this exact (upper-case) mnemonic.
+pub fn rcode_from_name(s: &str) -> Option<u16> {
+    (0..=23).find(|&r| rcode_name(r) == Some(s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +157,9 @@ mod tests {
         assert_eq!(class_name(7), "CLASS7");
         assert_eq!(rcode_name(3), Some("NXDOMAIN"));
         assert_eq!(rcode_name(12), None);
+        assert_eq!(rcode_name(11), Some("DSOTYPENI"));
+        assert_eq!(rcode_from_name("BADCOOKIE"), Some(23));
+        assert_eq!(rcode_from_name("DSOTYPENI"), Some(11));
+        assert_eq!(rcode_from_name("nxdomain"), None);
     }
 }
