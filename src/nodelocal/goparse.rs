@@ -6,6 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 pub use crate::gocompat::duration::{duration_string, parse_duration};
+pub use crate::gocompat::net::{join_host_port, split_host_port};
 pub use crate::gocompat::strconv::{atoi, parse_bool, parse_uint, quote};
 
 /// `net.ParseIP`: dotted IPv4 (no leading zeros) or IPv6 (no zone). `None` when invalid.
@@ -37,55 +38,6 @@ pub fn ip_string(ip: &IpAddr) -> String {
 /// `net.IP.String()` of a possibly missing IP (`<nil>` when absent).
 pub fn opt_ip_string(ip: Option<&IpAddr>) -> String {
     ip.map_or_else(|| "<nil>".to_string(), ip_string)
-}
-
-/// `net.SplitHostPort`; the error text matches Go's `*net.AddrError`.
-pub fn split_host_port(hostport: &str) -> Result<(String, String), String> {
-    let err = |why: &str| Err(format!("address {hostport}: {why}"));
-    let bytes = hostport.as_bytes();
-    let Some(i) = hostport.rfind(':') else {
-        return err("missing port in address");
-    };
-    let (host, j, k);
-    if bytes.first() == Some(&b'[') {
-        let Some(end) = hostport.find(']') else {
-            return err("missing ']' in address");
-        };
-        if end + 1 == hostport.len() {
-            return err("missing port in address");
-        } else if end + 1 != i {
-            if bytes.get(end + 1) == Some(&b':') {
-                return err("too many colons in address");
-            }
-            return err("missing port in address");
-        }
-        host = &hostport[1..end];
-        j = 1;
-        k = end + 1;
-    } else {
-        host = &hostport[..i];
-        if host.contains(':') {
-            return err("too many colons in address");
-        }
-        j = 0;
-        k = 0;
-    }
-    if hostport[j..].contains('[') {
-        return err("unexpected '[' in address");
-    }
-    if hostport[k..].contains(']') {
-        return err("unexpected ']' in address");
-    }
-    Ok((host.to_string(), hostport[i + 1..].to_string()))
-}
-
-/// `net.JoinHostPort`: brackets hosts that contain a colon.
-pub fn join_host_port(host: &str, port: &str) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
 }
 
 /// `os.Expand(s, os.Getenv)` with a custom lookup: `$NAME`, `${NAME}`, and Go's special
@@ -159,18 +111,6 @@ pub fn fmt_list(items: &[String]) -> String {
 mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
-
-    #[test]
-    fn split_host_port_matches_go() {
-        assert_eq!(split_host_port("1.2.3.4:53"), Ok(("1.2.3.4".into(), "53".into())));
-        assert_eq!(split_host_port("[::1]:53"), Ok(("::1".into(), "53".into())));
-        assert_eq!(split_host_port("1.2.3.4:"), Ok(("1.2.3.4".into(), "".into())));
-        assert_eq!(split_host_port("1.2.3.4"), Err("address 1.2.3.4: missing port in address".into()));
-        assert_eq!(split_host_port("::1"), Err("address ::1: too many colons in address".into()));
-        assert_eq!(split_host_port("[::1]"), Err("address [::1]: missing port in address".into()));
-        assert_eq!(split_host_port("[::1]x:5"), Err("address [::1]x:5: missing port in address".into()));
-        assert_eq!(split_host_port("a]:5"), Err("address a]:5: unexpected ']' in address".into()));
-    }
 
     #[test]
     fn expand_env_like_go() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::corefile::{CorefileError, Dispenser};
 use crate::gocompat::duration;
-use crate::observe::http::listen::split_host_port;
+use crate::gocompat::net::split_host_port;
 use crate::observe::http::EndpointSpec;
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::handler::Prometheus;
 use crate::corefile::{CorefileError, Dispenser};
+use crate::gocompat::net::split_host_port;
 use crate::observe::dns_metrics;
-use crate::observe::http::listen::split_host_port;
 use crate::observe::http::{webconfig, EndpointSpec};
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
 

@@ -4,7 +4,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use crate::corefile::{CorefileError, Dispenser};
-use crate::observe::http::listen::split_host_port;
+use crate::gocompat::net::split_host_port;
 use crate::observe::http::EndpointSpec;
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
 
