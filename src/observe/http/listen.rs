@@ -5,7 +5,22 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddr
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::corefile::{CorefileError, Dispenser};
 use crate::gocompat::net::split_host_port;
+
+/// The optional `ADDRESS` argument of the health, ready and prometheus directives: none, or
+/// one address that must split as `host:port` (Go's error text), else an argument error.
+pub fn optional_addr_arg(d: &mut Dispenser) -> Result<Option<String>, CorefileError> {
+    let args = d.remaining_args();
+    match args.as_slice() {
+        [] => Ok(None),
+        [addr] => {
+            split_host_port(addr).map_err(CorefileError::plain)?;
+            Ok(Some(addr.clone()))
+        }
+        _ => Err(d.arg_err()),
+    }
+}
 
 /// The socket address to bind for `addr`: an empty host means every interface (IPv6 wildcard,
 /// dual-stack); a host name binds its first IPv4 address (else its first address), as Go does.
