@@ -96,29 +96,12 @@ impl PluginConfig for Config {
 
 /// miekg's `StringToClass` (case-sensitive).
 pub fn class_from_str(s: &str) -> Option<u16> {
-    Some(match s {
-        "IN" => 1,
-        "CS" => 2,
-        "CH" => 3,
-        "HS" => 4,
-        "NONE" => 254,
-        "ANY" => 255,
-        _ => return None,
-    })
+    crate::gocompat::names::class_from_name(s)
 }
 
 /// miekg's `ClassToString` (empty for unknown classes).
 pub fn class_to_string(c: u16) -> String {
-    match c {
-        1 => "IN",
-        2 => "CS",
-        3 => "CH",
-        4 => "HS",
-        254 => "NONE",
-        255 => "ANY",
-        _ => "",
-    }
-    .to_string()
+    crate::gocompat::names::class_mnemonic(c).unwrap_or_default().to_string()
 }
 
 /// miekg's `StringToType` (case-sensitive mnemonics).
