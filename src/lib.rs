@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod corefile;
 pub mod engine;
+pub mod gocompat;
 pub mod goflag;
 pub mod lifecycle;
 pub mod nodelocal;

@@ -2,7 +2,6 @@
 //! (listeners → zones → chains) built from parsed server blocks.
 
 pub mod build;
-pub mod duration;
 pub mod explain;
 pub mod keys;
 pub mod order;

@@ -64,29 +64,7 @@ fn qtype_slot(qtype: u16) -> usize {
 
 /// The rcode label: the DNS name of the rcode, or `RCODE<n>` when it has none.
 pub fn rcode_label(rcode: u16) -> String {
-    let name = match rcode {
-        0 => "NOERROR",
-        1 => "FORMERR",
-        2 => "SERVFAIL",
-        3 => "NXDOMAIN",
-        4 => "NOTIMP",
-        5 => "REFUSED",
-        6 => "YXDOMAIN",
-        7 => "YXRRSET",
-        8 => "NXRRSET",
-        9 => "NOTAUTH",
-        10 => "NOTZONE",
-        16 => "BADSIG",
-        17 => "BADKEY",
-        18 => "BADTIME",
-        19 => "BADMODE",
-        20 => "BADNAME",
-        21 => "BADALG",
-        22 => "BADTRUNC",
-        23 => "BADCOOKIE",
-        n => return format!("RCODE{n}"),
-    };
-    name.to_string()
+    crate::gocompat::names::rcode_name(rcode).map_or_else(|| format!("RCODE{rcode}"), str::to_string)
 }
 
 /// The `family` label for a client address: 1 for IPv4 (including v4-mapped IPv6), else 2.

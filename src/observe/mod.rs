@@ -22,7 +22,6 @@
 //! - SIGTERM: [`http::final_shutdown`]`().await` (lameduck), stop DNS, [`http::stop_all`].
 
 pub mod dns_metrics;
-pub mod godur;
 pub mod histogram;
 pub mod http;
 pub mod logging;

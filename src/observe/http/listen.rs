@@ -5,40 +5,21 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddr
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// Splits `host:port` as Go's `net.SplitHostPort` does, with its error texts
-/// (`address bla: missing port in address`).
-pub fn split_host_port(hostport: &str) -> Result<(String, String), String> {
-    let err = |why: &str| format!("address {hostport}: {why}");
-    let Some(i) = hostport.rfind(':') else { return Err(err("missing port in address")) };
-    let (host, j, k);
-    if hostport.starts_with('[') {
-        let Some(end) = hostport.find(']') else { return Err(err("missing ']' in address")) };
-        if end + 1 == hostport.len() {
-            return Err(err("missing port in address"));
-        } else if end + 1 != i {
-            if hostport.as_bytes().get(end + 1) == Some(&b':') {
-                return Err(err("too many colons in address"));
-            }
-            return Err(err("missing port in address"));
+use crate::corefile::{CorefileError, Dispenser};
+use crate::gocompat::net::split_host_port;
+
+/// The optional `ADDRESS` argument of the health, ready and prometheus directives: none, or
+/// one address that must split as `host:port` (Go's error text), else an argument error.
+pub fn optional_addr_arg(d: &mut Dispenser) -> Result<Option<String>, CorefileError> {
+    let args = d.remaining_args();
+    match args.as_slice() {
+        [] => Ok(None),
+        [addr] => {
+            split_host_port(addr).map_err(CorefileError::plain)?;
+            Ok(Some(addr.clone()))
         }
-        host = hostport.get(1..end).unwrap_or("");
-        j = 1;
-        k = end + 1;
-    } else {
-        host = hostport.get(..i).unwrap_or("");
-        if host.contains(':') {
-            return Err(err("too many colons in address"));
-        }
-        j = 0;
-        k = 0;
+        _ => Err(d.arg_err()),
     }
-    if hostport.get(j..).is_some_and(|s| s.contains('[')) {
-        return Err(err("unexpected '[' in address"));
-    }
-    if hostport.get(k..).is_some_and(|s| s.contains(']')) {
-        return Err(err("unexpected ']' in address"));
-    }
-    Ok((host.to_string(), hostport.get(i + 1..).unwrap_or("").to_string()))
 }
 
 /// The socket address to bind for `addr`: an empty host means every interface (IPv6 wildcard,
@@ -128,17 +109,6 @@ fn go_error(e: &std::io::Error) -> String {
 mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
-
-    #[test]
-    fn split_like_go() {
-        assert_eq!(split_host_port(":8080"), Ok((String::new(), "8080".to_string())));
-        assert_eq!(split_host_port("bla:a"), Ok(("bla".to_string(), "a".to_string())));
-        assert_eq!(split_host_port("[::1]:80"), Ok(("::1".to_string(), "80".to_string())));
-        assert_eq!(split_host_port("bla"), Err("address bla: missing port in address".to_string()));
-        assert_eq!(split_host_port("::1:80"), Err("address ::1:80: too many colons in address".to_string()));
-        assert_eq!(split_host_port("[::1]"), Err("address [::1]: missing port in address".to_string()));
-        assert_eq!(split_host_port("[::1:80"), Err("address [::1:80: missing ']' in address".to_string()));
-    }
 
     #[test]
     fn resolve_forms() {

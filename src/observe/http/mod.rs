@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use self::serve::RouteState;
-use crate::observe::godur;
+use crate::gocompat::duration;
 
 /// A path an endpoint serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -325,7 +325,7 @@ pub fn lameduck_duration() -> Duration {
 pub async fn lameduck() {
     let d = lameduck_duration();
     if !d.is_zero() {
-        tracing::info!(target: "plugin/health", "Going into lameduck mode for {}", godur::format(d));
+        tracing::info!(target: "plugin/health", "Going into lameduck mode for {}", duration::format_std(d));
         tokio::time::sleep(d).await;
     }
 }

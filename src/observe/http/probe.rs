@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::gocompat::duration;
 use crate::observe::dns_metrics::metrics;
-use crate::observe::godur;
 
 /// Per-request limit of the probe's HTTP client.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -43,7 +43,7 @@ pub async fn run(addr: String, bound: SocketAddr) {
                 tracing::warn!(
                     target: "plugin/health",
                     "Local health request to {url:?} took more than 1s: {}",
-                    godur::format(elapsed)
+                    duration::format_std(elapsed)
                 );
             }
             None => {}

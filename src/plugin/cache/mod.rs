@@ -1,7 +1,6 @@
 //! The `cache` plugin: answers stored in wire form, served by patching a copy of the bytes.
 
 pub mod classify;
-pub mod duration;
 pub mod handler;
 pub mod key;
 pub mod metrics;

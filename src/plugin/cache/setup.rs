@@ -4,8 +4,8 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::duration::{go_string, parse_go_duration, parse_nonneg};
 use crate::corefile::{CorefileError, Dispenser};
+use crate::gocompat::duration::{format_std, parse_duration, parse_nonneg};
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
 
 /// Default capacity of each store.
@@ -116,27 +116,27 @@ impl PluginConfig for Config {
             self.ncap,
             self.nttl,
             self.minnttl,
-            go_string(self.failttl)
+            format_std(self.failttl)
         );
         if self.prefetch > 0 {
             s.push_str(&format!(
                 "; prefetch {} {} {}%",
                 self.prefetch,
-                go_string(self.prefetch_window),
+                format_std(self.prefetch_window),
                 self.percentage
             ));
         }
         if !self.stale_up_to.is_zero() {
             let mode = if self.verify_stale {
-                format!("verify timeout {}", go_string(self.verify_timeout))
+                format!("verify timeout {}", format_std(self.verify_timeout))
             } else {
                 "immediate".to_string()
             };
             s.push_str(&format!(
                 "; serve_stale {} {mode} ttl {}s recheck {}",
-                go_string(self.stale_up_to),
+                format_std(self.stale_up_to),
                 self.stale_ttl,
-                go_string(self.stale_recheck)
+                format_std(self.stale_recheck)
             ));
             if self.prefer_positive {
                 s.push_str(" prefer_positive");
@@ -181,7 +181,7 @@ fn secs(v: i64) -> u32 {
 }
 
 fn duration(s: &str) -> Result<Duration, CorefileError> {
-    let ns = parse_go_duration(s).map_err(plain)?;
+    let ns = parse_duration(s).map_err(plain)?;
     Ok(Duration::from_nanos(ns.max(0) as u64))
 }
 
@@ -336,7 +336,7 @@ fn parse_inner(d: &mut Dispenser, ctx: &SetupContext) -> Result<Config, Corefile
                     if args.len() != 1 {
                         return Err(d.arg_err());
                     }
-                    let v = parse_go_duration(&args[0]).map_err(plain)?;
+                    let v = parse_duration(&args[0]).map_err(plain)?;
                     if v < 0 {
                         return Err(plain("invalid negative ttl for servfail"));
                     }

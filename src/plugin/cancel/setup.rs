@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::corefile::{CorefileError, Dispenser};
-use crate::plugin::template::common::parse_go_duration;
+use crate::gocompat::duration::parse_duration;
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
 
 /// Parsed `cancel` configuration.
@@ -38,7 +38,7 @@ pub fn parse(d: &mut Dispenser, _ctx: &SetupContext) -> Result<Box<dyn PluginCon
         match args.len() {
             0 => timeout = Duration::from_millis(5001),
             1 => {
-                let ns = parse_go_duration(&args[0]).map_err(|_| {
+                let ns = parse_duration(&args[0]).map_err(|_| {
                     CorefileError::plain(format!("invalid duration: {:?}", args[0])).in_plugin("cancel")
                 })?;
                 if ns <= 0 {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 
-use crate::config::duration;
-use crate::plugin::log::names::type_name;
+use crate::gocompat::duration;
+use crate::gocompat::names::type_name;
 use crate::plugin::{Next, Plugin};
 use crate::server::{Outcome, Request};
 

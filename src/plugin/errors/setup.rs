@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use crate::config::duration;
 use crate::corefile::{CorefileError, Dispenser, ErrorKind, Token};
+use crate::gocompat::duration;
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
 
 use super::handler::ErrorsHandler;
@@ -144,7 +144,7 @@ fn parse_consolidate(d: &mut Dispenser) -> Result<Pattern, CorefileError> {
     if args.len() < 2 || args.len() > 4 {
         return Err(d.arg_err());
     }
-    let period = duration::parse_go(&args[0]).map_err(|e| d.err(e))?;
+    let period = duration::parse_duration(&args[0]).map_err(|e| d.err(e))?;
     if args[1].len() > MAX_REGEXP_LEN {
         return Err(d.err(format!("regex pattern too long: {} > {MAX_REGEXP_LEN}", args[1].len())));
     }

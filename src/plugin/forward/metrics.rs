@@ -76,29 +76,7 @@ pub fn families() -> &'static Families {
 
 /// CoreDNS's name for a response code (`RcodeToString`), or its number.
 pub fn rcode_name(rcode: u16) -> String {
-    let s = match rcode {
-        0 => "NOERROR",
-        1 => "FORMERR",
-        2 => "SERVFAIL",
-        3 => "NXDOMAIN",
-        4 => "NOTIMP",
-        5 => "REFUSED",
-        6 => "YXDOMAIN",
-        7 => "YXRRSET",
-        8 => "NXRRSET",
-        9 => "NOTAUTH",
-        10 => "NOTZONE",
-        16 => "BADSIG",
-        17 => "BADKEY",
-        18 => "BADTIME",
-        19 => "BADMODE",
-        20 => "BADNAME",
-        21 => "BADALG",
-        22 => "BADTRUNC",
-        23 => "BADCOOKIE",
-        other => return other.to_string(),
-    };
-    s.to_string()
+    crate::gocompat::names::rcode_name(rcode).map_or_else(|| rcode.to_string(), str::to_string)
 }
 
 /// Pre-resolved metric handles of one upstream. Series are created on first use, so (as in

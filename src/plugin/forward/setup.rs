@@ -9,13 +9,15 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 
-use super::goparse::{self, atoi, format_duration, normalize_exact, parse_duration, parse_uint32, to_std};
+use super::goparse::{self, normalize_exact};
 use super::handler::{Forward, ForwardChain};
 use super::policy::{PolicyKind, MAX_UPSTREAMS};
 use super::resolve::{self, split_zone};
 use super::tls::TlsFiles;
 use super::upstream::{Scheme, Upstream, UpstreamOpts};
 use crate::corefile::{CorefileError, Dispenser};
+use crate::gocompat::duration::{duration_string, format_std, parse_duration, to_std};
+use crate::gocompat::strconv::{atoi, parse_uint32};
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
 
 /// Default idle expiry of pooled connections.
@@ -239,17 +241,17 @@ impl PluginConfig for Config {
                 "  policy {}, transport {transport}, max_fails {}, health_check {} domain {}{}",
                 s.policy.as_str(),
                 s.max_fails,
-                format_duration(s.hc_interval.as_nanos() as i128),
+                format_std(s.hc_interval),
                 s.hc_domain,
                 if s.hc_rd { "" } else { " no_rec" }
             );
             let _ = writeln!(
                 out,
                 "  expire {}, max_age {}, max_idle_conns {}, read_timeout {}, max_concurrent {}, max_connect_attempts {}",
-                format_duration(s.expire.as_nanos() as i128),
-                if s.max_age.is_zero() { "unlimited".to_string() } else { format_duration(s.max_age.as_nanos() as i128) },
+                format_std(s.expire),
+                if s.max_age.is_zero() { "unlimited".to_string() } else { format_std(s.max_age) },
                 if s.max_idle_conns == 0 { "unlimited".to_string() } else { s.max_idle_conns.to_string() },
-                format_duration(s.read_timeout.as_nanos() as i128),
+                format_std(s.read_timeout),
                 if s.max_concurrent == 0 { "unlimited".to_string() } else { s.max_concurrent.to_string() },
                 match s.max_connect_attempts {
                     None => format!("{} (2 per upstream)", 2 * s.upstreams.len()),
@@ -365,8 +367,8 @@ fn parse_stanza(d: &mut Dispenser) -> Result<Stanza, CorefileError> {
     if !f.max_age.is_zero() && f.max_age < f.expire {
         return Err(plain(format!(
             "max_age ({}) must not be less than expire ({})",
-            format_duration(f.max_age.as_nanos() as i128),
-            format_duration(f.expire.as_nanos() as i128)
+            format_std(f.max_age),
+            format_std(f.expire)
         )));
     }
     for addr in &to {
@@ -428,7 +430,7 @@ fn no_args(d: &mut Dispenser) -> Result<(), CorefileError> {
     Ok(())
 }
 
-fn duration_arg(d: &mut Dispenser) -> Result<goparse::GoDuration, CorefileError> {
+fn duration_arg(d: &mut Dispenser) -> Result<i64, CorefileError> {
     let v = one_arg(d)?;
     parse_duration(&v).map_err(plain)
 }
@@ -502,14 +504,14 @@ fn parse_option(d: &mut Dispenser, f: &mut Stanza) -> Result<(), CorefileError> 
         "expire" => {
             let dur = duration_arg(d)?;
             if dur < 0 {
-                return Err(plain(format!("expire can't be negative: {}", format_duration(dur))));
+                return Err(plain(format!("expire can't be negative: {}", duration_string(dur))));
             }
             f.expire = to_std(dur);
         }
         "max_age" => {
             let dur = duration_arg(d)?;
             if dur < 0 {
-                return Err(plain(format!("max_age can't be negative: {}", format_duration(dur))));
+                return Err(plain(format!("max_age can't be negative: {}", duration_string(dur))));
             }
             f.max_age = to_std(dur);
         }
@@ -523,7 +525,7 @@ fn parse_option(d: &mut Dispenser, f: &mut Stanza) -> Result<(), CorefileError> 
         "read_timeout" => {
             let dur = duration_arg(d)?;
             if dur <= 0 {
-                return Err(plain(format!("read_timeout must be positive: {}", format_duration(dur))));
+                return Err(plain(format!("read_timeout must be positive: {}", duration_string(dur))));
             }
             f.read_timeout = to_std(dur);
         }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::corefile::{CorefileError, Dispenser};
-use crate::observe::godur;
-use crate::observe::http::listen::split_host_port;
+use crate::gocompat::duration;
+use crate::observe::http::listen::optional_addr_arg;
 use crate::observe::http::EndpointSpec;
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
 
@@ -43,7 +43,7 @@ impl PluginConfig for Config {
         if self.lameduck.is_zero() {
             format!("listen {}", self.addr)
         } else {
-            format!("listen {}, lameduck {}", self.addr, godur::format(self.lameduck))
+            format!("listen {}, lameduck {}", self.addr, duration::format_std(self.lameduck))
         }
     }
     fn build(&self, _ctx: &BuildContext) -> Result<Option<Arc<dyn Plugin>>, String> {
@@ -63,21 +63,16 @@ pub fn parse(d: &mut Dispenser, _ctx: &SetupContext) -> Result<Box<dyn PluginCon
 pub fn parse_config(d: &mut Dispenser) -> Result<Config, CorefileError> {
     let mut cfg = Config::default();
     while d.next() {
-        let args = d.remaining_args();
-        match args.as_slice() {
-            [] => {}
-            [addr] => {
-                split_host_port(addr).map_err(CorefileError::plain)?;
-                cfg.addr = addr.clone();
-            }
-            _ => return Err(d.arg_err()),
+        if let Some(addr) = optional_addr_arg(d)? {
+            cfg.addr = addr;
         }
         while d.next_block() {
             match d.val() {
                 "lameduck" => {
                     let args = d.remaining_args();
                     let [value] = args.as_slice() else { return Err(d.arg_err()) };
-                    cfg.lameduck = godur::parse(value).map_err(|e| {
+                    cfg.lameduck = duration::parse_nonneg(value).map_err(|e| {
+                        let e = e.unwrap_or_else(|| format!("negative duration \"{value}\""));
                         CorefileError::plain(format!("unable to parse lameduck duration value: '{value}' : {e}"))
                     })?;
                 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::corefile::{CorefileError, Dispenser};
-use crate::plugin::template::common::{origins_from_args_or_block, parse_go_duration, Fall};
+use crate::gocompat::duration::parse_duration;
+use crate::plugin::template::common::{origins_from_args_or_block, Fall};
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
 
 /// Parsed `hosts` configuration.
@@ -129,7 +130,7 @@ pub fn parse_config(d: &mut Dispenser, ctx: &SetupContext) -> Result<Config, Cor
                     if rest.len() != 1 {
                         return Err(d.err("reload needs a duration (zero seconds to disable)"));
                     }
-                    let ns = parse_go_duration(&rest[0])
+                    let ns = parse_duration(&rest[0])
                         .map_err(|_| d.err(format!("invalid duration for reload '{}'", rest[0])))?;
                     if ns < 0 {
                         return Err(d.err(format!("invalid negative duration for reload '{}'", rest[0])));

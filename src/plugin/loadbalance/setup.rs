@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::corefile::{CorefileError, Dispenser};
-use crate::plugin::template::common::parse_go_duration;
+use crate::gocompat::duration::parse_duration;
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
 
 /// A subnet in `prefer`.
@@ -131,7 +131,7 @@ pub fn parse_config(d: &mut Dispenser) -> Result<Config, CorefileError> {
                                 if t.len() > 1 {
                                     return Err(d.err("unexpected argument"));
                                 }
-                                let ns = parse_go_duration(&t[0])
+                                let ns = parse_duration(&t[0])
                                     .map_err(|_| d.err(format!("invalid reload duration '{}'", t[0])))?;
                                 reload = Duration::from_nanos(ns.max(0) as u64);
                             }

@@ -14,8 +14,8 @@ use crate::server::wire::{self, bits};
 use crate::server::{Outcome, Reply, Request};
 
 use super::format::{Format, Label, Part};
-use super::names::{class_name, rcode_name, type_name};
 use super::setup::{Class, Rule};
+use crate::gocompat::names::{class_name, rcode_name, type_name};
 
 /// The log plugin's handler.
 pub struct LogHandler {

@@ -2,7 +2,6 @@
 
 pub mod format;
 pub mod handler;
-pub mod names;
 pub mod setup;
 #[cfg(test)]
 pub mod testutil;

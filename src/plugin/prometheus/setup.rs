@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::handler::Prometheus;
 use crate::corefile::{CorefileError, Dispenser};
 use crate::observe::dns_metrics;
-use crate::observe::http::listen::split_host_port;
+use crate::observe::http::listen::optional_addr_arg;
 use crate::observe::http::{webconfig, EndpointSpec};
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
 
@@ -84,14 +84,8 @@ pub fn parse_config(d: &mut Dispenser, ctx: &SetupContext) -> Result<Config, Cor
             return Err(CorefileError::plain("this plugin can only be used once per Server Block"));
         }
         seen = true;
-        let args = d.remaining_args();
-        match args.as_slice() {
-            [] => {}
-            [addr] => {
-                split_host_port(addr).map_err(CorefileError::plain)?;
-                cfg.addr = addr.clone();
-            }
-            _ => return Err(d.arg_err()),
+        if let Some(addr) = optional_addr_arg(d)? {
+            cfg.addr = addr;
         }
         while d.next_block() {
             match d.val() {

@@ -4,7 +4,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use crate::corefile::{CorefileError, Dispenser};
-use crate::observe::http::listen::split_host_port;
+use crate::observe::http::listen::optional_addr_arg;
 use crate::observe::http::EndpointSpec;
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
 
@@ -63,14 +63,8 @@ pub fn parse_config(d: &mut Dispenser) -> Result<Config, CorefileError> {
             return Err(CorefileError::plain("this plugin can only be used once per Server Block"));
         }
         seen = true;
-        let args = d.remaining_args();
-        match args.as_slice() {
-            [] => {}
-            [addr] => {
-                split_host_port(addr).map_err(CorefileError::plain)?;
-                cfg.addr = addr.clone();
-            }
-            _ => return Err(d.arg_err()),
+        if let Some(addr) = optional_addr_arg(d)? {
+            cfg.addr = addr;
         }
         while d.next_block() {
             match d.val() {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::config::duration;
 use crate::corefile::{CorefileError, Dispenser, ErrorKind, Token};
+use crate::gocompat::duration;
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -92,14 +92,14 @@ pub fn parse(d: &mut Dispenser, _ctx: &SetupContext) -> Result<Box<dyn PluginCon
         return Err(d.arg_err().in_plugin("reload"));
     }
     let interval = match args.first() {
-        Some(a) => duration::parse_go(a).map_err(|e| plain(d, e))?,
+        Some(a) => duration::parse_duration(a).map_err(|e| plain(d, e))?,
         None => DEFAULT_INTERVAL.as_nanos() as i64,
     };
     if interval < MIN_INTERVAL.as_nanos() as i64 {
         return Err(plain(d, "interval value must be greater or equal to 2s".into()));
     }
     let mut jitter = match args.get(1) {
-        Some(a) => duration::parse_go(a).map_err(|e| plain(d, e))?,
+        Some(a) => duration::parse_duration(a).map_err(|e| plain(d, e))?,
         None => DEFAULT_JITTER.as_nanos() as i64,
     };
     if jitter != 0 && jitter < MIN_JITTER.as_nanos() as i64 {

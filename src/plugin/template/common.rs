@@ -82,131 +82,6 @@ pub fn reply_to(req: &Request) -> Result<Message, String> {
     Ok(m)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use pretty_assertions::assert_eq;
-
-    #[test]
-    fn subdomain_rules() {
-        assert!(is_subdomain("a.example.org.", "example.org."));
-        assert!(is_subdomain("example.org.", "example.org."));
-        assert!(!is_subdomain("aexample.org.", "example.org."));
-        assert!(is_subdomain("anything.", "."));
-        assert_eq!(
-            zone_match(&["org.".to_string(), "example.org.".to_string()], "www.example.org."),
-            Some("example.org.")
-        );
-    }
-}
-
-/// Go's `time.ParseDuration`: a signed sequence of decimal numbers with units (`ns`, `us`,
-/// `µs`, `ms`, `s`, `m`, `h`), e.g. `1h30m`, `1.5s`, `0`. Returns nanoseconds.
-pub fn parse_go_duration(s: &str) -> Result<i128, String> {
-    let err = || format!("time: invalid duration \"{s}\"");
-    let (neg, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Ok(0);
-    }
-    if rest.is_empty() {
-        return Err(err());
-    }
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let num = &rest[..num_len];
-        if num.is_empty() || num == "." {
-            return Err(err());
-        }
-        let value: f64 = num.parse().map_err(|_| err())?;
-        rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        if unit.is_empty() {
-            return Err(format!("time: missing unit in duration \"{s}\""));
-        }
-        let mult: f64 = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(format!("time: unknown unit \"{unit}\" in duration \"{s}\"")),
-        };
-        total += value * mult;
-        rest = &rest[unit_len..];
-    }
-    if total > i64::MAX as f64 {
-        return Err(err());
-    }
-    let ns = total.round() as i128;
-    Ok(if neg { -ns } else { ns })
-}
-
-#[cfg(test)]
-mod duration_tests {
-    use super::parse_go_duration;
-    use pretty_assertions::assert_eq;
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration("5s"), Ok(5_000_000_000));
-        assert_eq!(parse_go_duration("1m30s"), Ok(90_000_000_000));
-        assert_eq!(parse_go_duration("1.5ms"), Ok(1_500_000));
-        assert_eq!(parse_go_duration("0"), Ok(0));
-        assert_eq!(parse_go_duration("-2s"), Ok(-2_000_000_000));
-        assert!(parse_go_duration("5").is_err());
-        assert!(parse_go_duration("5x").is_err());
-        assert!(parse_go_duration("").is_err());
-    }
-}
-
-/// Go's `time.Duration.String()` for `ns` nanoseconds (e.g. `500ms`, `1m0s`, `25h0m0s`).
-pub fn go_duration_string(ns: i128) -> String {
-    if ns == 0 {
-        return "0s".into();
-    }
-    let neg = ns < 0;
-    let u = ns.unsigned_abs();
-    let frac = |v: u128, unit: u128| -> String {
-        let whole = v / unit;
-        let rest = v % unit;
-        if rest == 0 {
-            return whole.to_string();
-        }
-        let digits = unit.to_string().len() - 1;
-        let f = format!("{rest:0digits$}");
-        format!("{whole}.{}", f.trim_end_matches('0'))
-    };
-    let body = if u < 1_000 {
-        format!("{u}ns")
-    } else if u < 1_000_000 {
-        format!("{}µs", frac(u, 1_000))
-    } else if u < 1_000_000_000 {
-        format!("{}ms", frac(u, 1_000_000))
-    } else {
-        let h = u / 3_600_000_000_000;
-        let m = (u / 60_000_000_000) % 60;
-        let s = frac(u % 60_000_000_000, 1_000_000_000);
-        if h > 0 {
-            format!("{h}h{m}m{s}s")
-        } else if m > 0 {
-            format!("{m}m{s}s")
-        } else {
-            format!("{s}s")
-        }
-    };
-    if neg {
-        format!("-{body}")
-    } else {
-        body
-    }
-}
-
 /// Walks a DNS message and returns the byte offset of the OPT record's CLASS field (the
 /// advertised UDP size), if the message has one.
 pub fn opt_class_offset(wire: &[u8]) -> Option<usize> {
@@ -242,16 +117,19 @@ pub fn opt_class_offset(wire: &[u8]) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod format_tests {
-    use super::go_duration_string;
+mod tests {
+    use super::*;
     use pretty_assertions::assert_eq;
 
     #[test]
-    fn go_duration_strings() {
-        assert_eq!(go_duration_string(500_000_000), "500ms");
-        assert_eq!(go_duration_string(60_000_000_000), "1m0s");
-        assert_eq!(go_duration_string(25 * 3_600_000_000_000), "25h0m0s");
-        assert_eq!(go_duration_string(1_500_000_000), "1.5s");
-        assert_eq!(go_duration_string(0), "0s");
+    fn subdomain_rules() {
+        assert!(is_subdomain("a.example.org.", "example.org."));
+        assert!(is_subdomain("example.org.", "example.org."));
+        assert!(!is_subdomain("aexample.org.", "example.org."));
+        assert!(is_subdomain("anything.", "."));
+        assert_eq!(
+            zone_match(&["org.".to_string(), "example.org.".to_string()], "www.example.org."),
+            Some("example.org.")
+        );
     }
 }

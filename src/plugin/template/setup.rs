@@ -96,29 +96,12 @@ impl PluginConfig for Config {
 
 /// miekg's `StringToClass` (case-sensitive).
 pub fn class_from_str(s: &str) -> Option<u16> {
-    Some(match s {
-        "IN" => 1,
-        "CS" => 2,
-        "CH" => 3,
-        "HS" => 4,
-        "NONE" => 254,
-        "ANY" => 255,
-        _ => return None,
-    })
+    crate::gocompat::names::class_from_name(s)
 }
 
 /// miekg's `ClassToString` (empty for unknown classes).
 pub fn class_to_string(c: u16) -> String {
-    match c {
-        1 => "IN",
-        2 => "CS",
-        3 => "CH",
-        4 => "HS",
-        254 => "NONE",
-        255 => "ANY",
-        _ => "",
-    }
-    .to_string()
+    crate::gocompat::names::class_mnemonic(c).unwrap_or_default().to_string()
 }
 
 /// miekg's `StringToType` (case-sensitive mnemonics).
@@ -149,37 +132,14 @@ pub fn type_to_string(t: u16) -> String {
     }
 }
 
-const RCODES: &[(&str, u16)] = &[
-    ("NOERROR", 0),
-    ("FORMERR", 1),
-    ("SERVFAIL", 2),
-    ("NXDOMAIN", 3),
-    ("NOTIMP", 4),
-    ("REFUSED", 5),
-    ("YXDOMAIN", 6),
-    ("YXRRSET", 7),
-    ("NXRRSET", 8),
-    ("NOTAUTH", 9),
-    ("NOTZONE", 10),
-    ("DSOTYPENI", 11),
-    ("BADSIG", 16),
-    ("BADKEY", 17),
-    ("BADTIME", 18),
-    ("BADMODE", 19),
-    ("BADNAME", 20),
-    ("BADALG", 21),
-    ("BADTRUNC", 22),
-    ("BADCOOKIE", 23),
-];
-
 /// miekg's `StringToRcode`.
 pub fn rcode_from_str(s: &str) -> Option<u16> {
-    RCODES.iter().find(|(n, _)| *n == s).map(|(_, c)| *c)
+    crate::gocompat::names::rcode_from_name(s)
 }
 
 /// miekg's `RcodeToString`.
 pub fn rcode_to_string(c: u16) -> String {
-    RCODES.iter().find(|(_, v)| *v == c).map(|(n, _)| n.to_string()).unwrap_or_else(|| c.to_string())
+    crate::gocompat::names::rcode_name(c).map_or_else(|| c.to_string(), str::to_string)
 }
 
 /// The rcode as hickory's type.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::corefile::{CorefileError, Dispenser};
-use crate::plugin::template::common::{go_duration_string, parse_go_duration};
+use crate::gocompat::duration::{duration_string, parse_duration};
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
 
 /// Parsed `timeouts` configuration; unset values keep the server defaults.
@@ -55,9 +55,9 @@ impl PluginConfig for Config {
 }
 
 /// CoreDNS's `durations.NewDurationFromArg`: a bare integer means seconds.
-fn duration_from_arg(arg: &str) -> Result<i128, String> {
+fn duration_from_arg(arg: &str) -> Result<i64, String> {
     let text = if arg.parse::<i64>().is_ok() { format!("{arg}s") } else { arg.to_string() };
-    parse_go_duration(&text).map_err(|_| format!("failed to parse duration '{text}'"))
+    parse_duration(&text).map_err(|_| format!("failed to parse duration '{text}'"))
 }
 
 /// Parses the `timeouts` directive.
@@ -99,7 +99,7 @@ pub fn parse_config(d: &mut Dispenser) -> Result<Config, CorefileError> {
             if !(1_000_000_000..=86_400_000_000_000).contains(&ns) {
                 return Err(d.err(format!(
                     "timeout provided '{}' needs to be between 1 second and 24 hours",
-                    go_duration_string(ns)
+                    duration_string(ns)
                 )));
             }
             let dur = Some(Duration::from_nanos(ns as u64));

@@ -1,4 +1,4 @@
-//! Type, class and rcode names as CoreDNS (miekg/dns) prints them in logs.
+//! Type, class and rcode names as CoreDNS (miekg/dns) prints them in logs and metrics.
 
 /// The mnemonic of a record type, or `TYPEnnn` (miekg's `dns.Type.String`).
 pub fn type_name(t: u16) -> String {
@@ -98,16 +98,25 @@ pub fn type_name(t: u16) -> String {
 
 /// The mnemonic of a class, or `CLASSnnn`.
 pub fn class_name(c: u16) -> String {
-    let name = match c {
+    class_mnemonic(c).map_or_else(|| format!("CLASS{c}"), str::to_string)
+}
+
+/// miekg's `ClassToString` entry for a class, if it has one.
+pub fn class_mnemonic(c: u16) -> Option<&'static str> {
+    Some(match c {
         1 => "IN",
         2 => "CS",
         3 => "CH",
         4 => "HS",
         254 => "NONE",
         255 => "ANY",
-        _ => return format!("CLASS{c}"),
-    };
-    name.to_string()
+        _ => return None,
+    })
+}
+
+/// miekg's `StringToClass` (case-sensitive).
+pub fn class_from_name(s: &str) -> Option<u16> {
+    [1, 2, 3, 4, 254, 255].into_iter().find(|&c| class_mnemonic(c) == Some(s))
 }
 
 /// The mnemonic of an rcode, or None for codes miekg/dns has no name for.
@@ -137,6 +146,11 @@ pub fn rcode_name(r: u16) -> Option<&'static str> {
     })
 }
 
+/// miekg's `StringToRcode`: the rcode with this exact (upper-case) mnemonic.
+pub fn rcode_from_name(s: &str) -> Option<u16> {
+    (0..=23).find(|&r| rcode_name(r) == Some(s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,7 +164,14 @@ mod tests {
         assert_eq!(class_name(1), "IN");
         assert_eq!(class_name(3), "CH");
         assert_eq!(class_name(7), "CLASS7");
+        assert_eq!(class_from_name("CH"), Some(3));
+        assert_eq!(class_from_name("NONE"), Some(254));
+        assert_eq!(class_from_name("in"), None);
         assert_eq!(rcode_name(3), Some("NXDOMAIN"));
         assert_eq!(rcode_name(12), None);
+        assert_eq!(rcode_name(11), Some("DSOTYPENI"));
+        assert_eq!(rcode_from_name("BADCOOKIE"), Some(23));
+        assert_eq!(rcode_from_name("DSOTYPENI"), Some(11));
+        assert_eq!(rcode_from_name("nxdomain"), None);
     }
 }
