@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use super::token::Token;
 
+/// The message for a second occurrence of a once-per-block plugin.
+pub const ONCE_PER_BLOCK: &str = "this plugin can only be used once per Server Block";
+
 /// Which CoreDNS message shape an error takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -75,6 +78,12 @@ impl CorefileError {
             col: 0,
             token: String::new(),
         }
+    }
+
+    /// CoreDNS's error for a second occurrence of a once-per-block plugin (cache, errors,
+    /// prometheus, loop, hosts, ready).
+    pub fn once_per_block() -> Self {
+        Self::plain(ONCE_PER_BLOCK)
     }
 
     /// Marks the error as raised by `plugin`'s setup.

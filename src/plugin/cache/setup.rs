@@ -232,7 +232,7 @@ fn parse_inner(d: &mut Dispenser, ctx: &SetupContext) -> Result<Config, Corefile
     let mut seen = false;
     while d.next() {
         if seen {
-            return Err(plain("this plugin can only be used once per Server Block"));
+            return Err(CorefileError::once_per_block().in_plugin("cache"));
         }
         seen = true;
         let mut args = d.remaining_args();

@@ -115,7 +115,7 @@ fn parse_config(d: &mut Dispenser) -> Result<Config, CorefileError> {
     let mut seen = false;
     while d.next() {
         if seen {
-            return Err(plain(d, "this plugin can only be used once per Server Block"));
+            return Err(plain(d, crate::corefile::error::ONCE_PER_BLOCK));
         }
         seen = true;
         let args = d.remaining_args();

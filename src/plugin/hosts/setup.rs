@@ -85,7 +85,7 @@ pub fn parse_config(d: &mut Dispenser, ctx: &SetupContext) -> Result<Config, Cor
     let mut seen = 0;
     while d.next() {
         if seen > 0 {
-            return Err(CorefileError::plain("this plugin can only be used once per Server Block"));
+            return Err(CorefileError::once_per_block());
         }
         seen += 1;
         let mut args = d.remaining_args();

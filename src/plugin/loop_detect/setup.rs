@@ -42,7 +42,7 @@ pub fn parse(d: &mut Dispenser, ctx: &SetupContext) -> Result<Box<dyn PluginConf
     let mut seen = 0;
     while d.next() {
         if seen > 0 {
-            return Err(CorefileError::plain("this plugin can only be used once per Server Block").in_plugin("loop"));
+            return Err(CorefileError::once_per_block().in_plugin("loop"));
         }
         seen += 1;
         if d.next_arg() {

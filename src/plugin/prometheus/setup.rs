@@ -81,7 +81,7 @@ pub fn parse_config(d: &mut Dispenser, ctx: &SetupContext) -> Result<Config, Cor
     let mut seen = false;
     while d.next() {
         if seen {
-            return Err(CorefileError::plain("this plugin can only be used once per Server Block"));
+            return Err(CorefileError::once_per_block());
         }
         seen = true;
         if let Some(addr) = optional_addr_arg(d)? {
