@@ -1,17 +1,22 @@
-//! The cache-hit fast path: a plain query (one question of simple labels, at most an OPT)
-//! routed to a block whose `cache` may answer without running the chain is answered straight
-//! from the cache's wire store, with the metrics the chain would have recorded. Anything else
-//! returns None and takes the full path.
+//! The fast path: a plain query (one question of simple labels, at most an OPT) routed to a
+//! block whose `cache` may answer without running the chain is answered straight from the
+//! cache's wire store, with the metrics the chain would have recorded. A UDP miss in a block
+//! whose chain is just `cache` and `forward` goes to the upstream over the forward plugin's
+//! direct path and is completed when the reply arrives. Anything else takes the full path.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::observe::dns_metrics::{self, Observation};
-use crate::plugin::cache::handler::Cache;
+use crate::plugin::cache::handler::{Cache, FastLookup};
+use crate::plugin::forward::direct::{Completion, Datagram, DirectOutcome, DirectUdp};
+use crate::plugin::forward::handler::ForwardChain;
 
+use super::handle::handle;
 use super::reply;
-use super::request::Proto;
-use super::runtime::ListenerRuntime;
+use super::request::{ClientEdns, Proto, Request};
+use super::runtime::{ListenerRuntime, ZoneEntry};
 use super::wire::{self, bits};
 
 /// A query simple enough for the fast path.
@@ -90,30 +95,85 @@ fn parse<'a>(buf: &'a [u8], lower: &'a mut [u8; 256]) -> Option<SimpleQuery<'a>>
     Some(SimpleQuery { name, qtype, qclass, edns })
 }
 
+/// Where a cache miss taken on the fast path sends its reply, and how it falls back to the
+/// chain: the UDP socket the query came in on, the listener's address and the runtime.
+#[derive(Clone)]
+pub struct UdpReturn {
+    /// The listener socket (replies are sent from it).
+    pub sock: Arc<UdpSocket>,
+    /// Its local address.
+    pub local: SocketAddr,
+    /// The runtime that runs the chain when the fast path gives up.
+    pub rt: tokio::runtime::Handle,
+}
+
+/// What the fast path did with a query.
+pub enum Fast {
+    /// Answered from the cache: send these bytes.
+    Reply(Vec<u8>),
+    /// A cache miss sent upstream directly; the reply goes out when it arrives.
+    Forwarded,
+    /// Not handled: run the chain.
+    Slow,
+}
+
 /// Answers `buf` from a block's cache if possible.
 pub fn try_answer(lr: &ListenerRuntime, buf: &[u8], client: SocketAddr, proto: Proto) -> Option<Vec<u8>> {
+    match try_serve(lr, buf, client, proto, None) {
+        Fast::Reply(r) => Some(r),
+        Fast::Forwarded | Fast::Slow => None,
+    }
+}
+
+/// The fast path: a cache hit is answered; with `udp`, a miss in a block whose chain is only
+/// `cache` then `forward` is sent to the upstream directly (see [`forward_miss`]).
+pub fn try_serve(
+    lr: &ListenerRuntime,
+    buf: &[u8],
+    client: SocketAddr,
+    proto: Proto,
+    udp: Option<(&Arc<ListenerRuntime>, &UdpReturn)>,
+) -> Fast {
     let started = Instant::now();
     let mut lower = [0u8; 256];
-    let q = parse(buf, &mut lower)?;
+    let Some(q) = parse(buf, &mut lower) else { return Fast::Slow };
     if q.qclass != 1 || q.qtype == 43 {
-        return None;
+        return Fast::Slow;
     }
-    let (_, entry) = lr.table.route(q.name, false)?;
-    let cache = entry.block.fast_cache.as_ref()?.as_any()?.downcast_ref::<Cache>()?;
+    let Some((_, entry)) = lr.table.route(q.name, false) else { return Fast::Slow };
+    let Some(cache) = entry.block.fast_cache.as_ref().and_then(|c| c.as_any()?.downcast_ref::<Cache>()) else {
+        return Fast::Slow;
+    };
+    // HINFO is the `loop` plugin's probe type: it must go through the chain.
+    let target = match (udp, &entry.block.fast_forward) {
+        (Some(_), Some(fwd)) if q.qtype != 13 => {
+            fwd.as_any().and_then(|a| a.downcast_ref::<ForwardChain>()).and_then(|f| f.direct_target(q.name))
+        }
+        _ => None,
+    };
     let do_bit = q.edns.is_some_and(|e| e.1);
     let size = match (proto, q.edns) {
         (Proto::Tcp, _) => 65535,
         (Proto::Udp, Some((s, _, _))) => (s as usize).max(512),
         (Proto::Udp, None) => 512,
     };
-    let mut out = cache.lookup_wire(&lr.label, buf, q.name, q.qtype, q.qclass, do_bit, started)?;
+    let mut out = match cache.lookup_fast(&lr.label, buf, q.name, q.qtype, q.qclass, do_bit, started, target.is_some())
+    {
+        FastLookup::Hit(out) => out,
+        FastLookup::Pass => return Fast::Slow,
+        FastLookup::Miss => {
+            let (Some(direct), Some((lr, ret))) = (target, udp) else { return Fast::Slow };
+            return forward_miss(direct, lr, entry, ret, buf, client, size, started);
+        }
+    };
+    let response_size = out.len();
     if let Some((udp_size, dnssec_ok, options)) = q.edns {
         let (_, _, _, ar) = wire::counts(&out);
         reply::encode_client_opt(udp_size, dnssec_ok, options, &mut out);
         wire::set_arcount(&mut out, ar.saturating_add(1));
     }
     if out.len() > size {
-        return None;
+        return Fast::Slow;
     }
     if let Some(rec) = &entry.recorder {
         rec.record(&Observation {
@@ -122,13 +182,128 @@ pub fn try_answer(lr: &ListenerRuntime, buf: &[u8], client: SocketAddr, proto: P
             qtype: q.qtype,
             do_bit,
             request_size: buf.len(),
-            response_size: out.len(),
+            response_size,
             rcode: wire::rcode(&out),
             plugin: "cache",
             duration: started.elapsed(),
         });
     }
-    Some(out)
+    Fast::Reply(out)
+}
+
+/// Sends a cache miss to the upstream `forward` would try first, as the cache would (AD set).
+/// When the reply arrives (on the upstream's responder thread) it is stored and processed by
+/// the cache, scrubbed, counted and sent to the client, as the chain would have done. If the
+/// direct path fails, the query runs through the chain instead.
+#[allow(clippy::too_many_arguments)]
+fn forward_miss(
+    direct: &Arc<DirectUdp>,
+    lr: &Arc<ListenerRuntime>,
+    entry: &Arc<ZoneEntry>,
+    ret: &UdpReturn,
+    buf: &[u8],
+    client: SocketAddr,
+    size: usize,
+    started: Instant,
+) -> Fast {
+    let mut upstream_query = buf.to_vec();
+    let flags = wire::flags(&upstream_query);
+    wire::set_flags(&mut upstream_query, flags | bits::AD);
+    let query = buf.to_vec();
+    let (lr, entry, ret) = (lr.clone(), entry.clone(), ret.clone());
+    let done: Completion = Box::new(move |outcome| match outcome {
+        DirectOutcome::Reply(reply) => answer_miss(&lr, &entry, &ret, query, client, started, reply),
+        DirectOutcome::Failed => {
+            run_chain(lr, ret, query, client);
+            None
+        }
+    });
+    if let Err(done) = direct.send(upstream_query, size, done) {
+        let _ = done(DirectOutcome::Failed);
+    }
+    Fast::Forwarded
+}
+
+/// Finishes a directly forwarded miss with the upstream's `reply` (client ID already set);
+/// returns the client's reply.
+fn answer_miss(
+    lr: &ListenerRuntime,
+    entry: &ZoneEntry,
+    ret: &UdpReturn,
+    query: Vec<u8>,
+    client: SocketAddr,
+    started: Instant,
+    reply: Vec<u8>,
+) -> Option<Datagram> {
+    let mut lower = [0u8; 256];
+    let q = parse(&query, &mut lower)?;
+    let cache = entry.block.fast_cache.as_ref().and_then(|c| c.as_any()?.downcast_ref::<Cache>())?;
+    let do_bit = q.edns.is_some_and(|e| e.1);
+    let processed = cache.store_miss_reply(&lr.label, &query, q.name, q.qtype, q.qclass, do_bit, started, reply);
+    let (rcode, response_size) = (wire::rcode(&processed), processed.len());
+    // Without OPT a reply that fits needs nothing from the scrub (its ID is the client's).
+    let out = if q.edns.is_none() && processed.len() <= 512 {
+        processed
+    } else {
+        reply::scrub_wire(&scrub_request(&query, &q, client, ret.local, lr, entry, started), processed)
+    };
+    if let Some(rec) = &entry.recorder {
+        rec.record(&Observation {
+            proto: Proto::Udp,
+            family: dns_metrics::family_of(&client),
+            qtype: q.qtype,
+            do_bit,
+            request_size: query.len(),
+            response_size,
+            rcode,
+            plugin: "forward",
+            duration: started.elapsed(),
+        });
+    }
+    Some(Datagram { sock: ret.sock.clone(), to: client, bytes: out })
+}
+
+/// The request the scrub needs (ID, flags, question, the client's OPT, transport).
+fn scrub_request(
+    query: &[u8],
+    q: &SimpleQuery<'_>,
+    client: SocketAddr,
+    local: SocketAddr,
+    lr: &ListenerRuntime,
+    entry: &ZoneEntry,
+    started: Instant,
+) -> Request {
+    Request {
+        wire: query.to_vec(),
+        received_len: query.len(),
+        qname: q.name.to_string(),
+        qname_lower: q.name.to_string(),
+        qtype: q.qtype,
+        qclass: q.qclass,
+        edns: q.edns.map(|(udp_size, dnssec_ok, options)| ClientEdns {
+            udp_size,
+            dnssec_ok,
+            version: 0,
+            options: options.to_vec(),
+        }),
+        client,
+        local,
+        proto: Proto::Udp,
+        server: lr.label.clone(),
+        zone: entry.zone.clone(),
+        started,
+        metadata: Vec::new(),
+    }
+}
+
+/// Runs `query` through the chain on the runtime and sends the reply.
+fn run_chain(lr: Arc<ListenerRuntime>, ret: UdpReturn, query: Vec<u8>, client: SocketAddr) {
+    let UdpReturn { sock, local, rt } = ret;
+    rt.spawn(async move {
+        if let Some(reply) = handle(&lr, query, client, local, Proto::Udp).await {
+            let _ = sock.send_to(&reply, client);
+        }
+    });
 }
 
 #[cfg(test)]

@@ -21,6 +21,10 @@ pub struct Block {
     /// The `cache` handler when a cache hit may be served without running the chain: only
     /// `prometheus` and `errors` (which change nothing on a hit) come before it.
     pub fast_cache: Option<Arc<dyn Plugin>>,
+    /// The `forward` handler when a cache miss may be sent upstream without running the chain:
+    /// `fast_cache` is set and after the cache come only `loop` (which acts on HINFO queries
+    /// only) and `forward`, last.
+    pub fast_forward: Option<Arc<dyn Plugin>>,
     /// Whether the block records `coredns_dns_*` metrics (has `prometheus`).
     pub has_metrics: bool,
 }
@@ -118,8 +122,16 @@ pub fn build(plan: Plan, carry: Arc<Carryover>) -> Result<Runtime, String> {
             }
         }
         let fast_cache = fast_cache_of(&handlers);
+        let fast_forward = fast_cache.as_ref().and_then(|_| fast_forward_of(&handlers));
         let has_metrics = handlers.iter().any(|h| h.name() == "prometheus");
-        blocks.push(Arc::new(Block { index, chain: handlers.into(), zones: ctx.zones, fast_cache, has_metrics }));
+        blocks.push(Arc::new(Block {
+            index,
+            chain: handlers.into(),
+            zones: ctx.zones,
+            fast_cache,
+            fast_forward,
+            has_metrics,
+        }));
     }
     let mut listeners = Vec::with_capacity(plan.listeners.len());
     for lp in &plan.listeners {
@@ -182,4 +194,19 @@ fn fast_cache_of(handlers: &[Arc<dyn Plugin>]) -> Option<Arc<dyn Plugin>> {
         }
     }
     None
+}
+
+/// The chain's `forward` handler if it is last and only `loop` handlers sit between it and the
+/// `cache`.
+fn fast_forward_of(handlers: &[Arc<dyn Plugin>]) -> Option<Arc<dyn Plugin>> {
+    let is = |h: &Arc<dyn Plugin>, f: fn(&dyn std::any::Any) -> bool| h.as_any().is_some_and(f);
+    let cache_at = handlers.iter().position(|h| is(h, |a| a.is::<crate::plugin::cache::handler::Cache>()))?;
+    let (last, between) = handlers.get(cache_at + 1..)?.split_last()?;
+    if !is(last, |a| a.is::<crate::plugin::forward::handler::ForwardChain>()) {
+        return None;
+    }
+    if !between.iter().all(|h| is(h, |a| a.is::<crate::plugin::loop_detect::handler::Loop>())) {
+        return None;
+    }
+    Some(last.clone())
 }

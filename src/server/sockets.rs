@@ -56,3 +56,48 @@ pub fn udp_blocking(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     s.set_read_timeout(Some(std::time::Duration::from_millis(200)))?;
     Ok(s.into())
 }
+
+/// Writes `addr` into `storage`; returns the length to pass to the kernel.
+fn write_sockaddr(addr: &SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    let sa = socket2::SockAddr::from(*addr);
+    let len = (sa.len() as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: both point at valid memory of at least `len` bytes and do not overlap.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            sa.as_ptr().cast::<u8>(),
+            (storage as *mut libc::sockaddr_storage).cast::<u8>(),
+            len,
+        );
+    }
+    len as libc::socklen_t
+}
+
+/// Datagrams per `sendmmsg` in [`send_many`].
+const SEND_BATCH: usize = 32;
+
+/// Sends each `(destination, payload)` from socket `fd` with as few `sendmmsg` calls as the
+/// kernel allows; a datagram the kernel refuses (e.g. an unreachable destination) is skipped.
+pub fn send_many(fd: std::os::fd::RawFd, items: &[(SocketAddr, &[u8])]) {
+    // SAFETY: all-zero is a valid value for these plain C structs.
+    let mut addrs: [libc::sockaddr_storage; SEND_BATCH] = unsafe { std::mem::zeroed() };
+    let mut iovs: [libc::iovec; SEND_BATCH] = unsafe { std::mem::zeroed() };
+    let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
+    for chunk in items.chunks(SEND_BATCH) {
+        for (k, (to, bytes)) in chunk.iter().enumerate() {
+            let len = write_sockaddr(to, &mut addrs[k]);
+            iovs[k] = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
+            msgs[k].msg_hdr.msg_name = (&mut addrs[k] as *mut libc::sockaddr_storage).cast();
+            msgs[k].msg_hdr.msg_namelen = len;
+            msgs[k].msg_hdr.msg_iov = &mut iovs[k];
+            msgs[k].msg_hdr.msg_iovlen = 1;
+            msgs[k].msg_len = 0;
+        }
+        let mut done = 0usize;
+        while done < chunk.len() {
+            // SAFETY: msgs[done..chunk.len()] point at live addresses and payloads for the call.
+            let sent =
+                unsafe { libc::sendmmsg(fd, msgs[done..].as_mut_ptr(), (chunk.len() - done) as libc::c_uint, 0) };
+            done += if sent <= 0 { 1 } else { sent as usize };
+        }
+    }
+}

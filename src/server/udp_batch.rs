@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use super::fast::{try_serve, Fast, UdpReturn};
 use super::handle::handle;
 use super::request::Proto;
 use super::runtime::ListenerRuntime;
@@ -61,6 +62,7 @@ pub fn serve(
     // SAFETY: as above.
     let mut msgs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { zeroed() }).collect();
     let mut replies: Vec<(usize, Vec<u8>)> = Vec::with_capacity(BATCH);
+    let ret = UdpReturn { sock: sock.clone(), local, rt: rt.clone() };
     while !stop.load(Ordering::Relaxed) {
         for i in 0..BATCH {
             iovs[i] = libc::iovec { iov_base: bufs[i].as_mut_ptr().cast(), iov_len: READ_SIZE };
@@ -86,9 +88,13 @@ pub fn serve(
             let len = (msgs[i].msg_len as usize).min(READ_SIZE);
             let Some(client) = to_socket_addr(&addrs[i]) else { continue };
             let query = &bufs[i][..len];
-            if let Some(reply) = super::fast::try_answer(&lr, query, client, Proto::Udp) {
-                replies.push((i, reply));
-                continue;
+            match try_serve(&lr, query, client, Proto::Udp, Some((&lr, &ret))) {
+                Fast::Reply(reply) => {
+                    replies.push((i, reply));
+                    continue;
+                }
+                Fast::Forwarded => continue,
+                Fast::Slow => {}
             }
             let msg = query.to_vec();
             let lr = lr.clone();

@@ -193,18 +193,53 @@ impl Cache {
         do_bit: bool,
         now: Instant,
     ) -> Option<Vec<u8>> {
-        let inner = &self.inner;
-        if inner.cfg.prefetch > 0 || !zones_match(&inner.cfg.zones, qname_lower) {
-            return None;
+        match self.lookup_fast(server, query, qname_lower, qtype, qclass, do_bit, now, false) {
+            FastLookup::Hit(out) => Some(out),
+            FastLookup::Miss | FastLookup::Pass => None,
         }
-        let q = Q::new(query, qname_lower, qtype, qclass, do_bit)?;
-        let (entry, denial) = inner.lookup(&q, now)?;
+    }
+
+    /// [`Cache::lookup_wire`] for a server that can also complete a miss itself (see
+    /// [`Cache::store_miss_reply`]). With `take_miss`, a query for which the chain's cache would
+    /// find nothing at all is counted as a request and a miss and answered [`FastLookup::Miss`];
+    /// the caller must then send it on exactly as the cache would (AD set) and hand the reply to
+    /// [`Cache::store_miss_reply`]. Without it a miss is [`FastLookup::Pass`], counting nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lookup_fast(
+        &self,
+        server: &str,
+        query: &[u8],
+        qname_lower: &str,
+        qtype: u16,
+        qclass: u16,
+        do_bit: bool,
+        now: Instant,
+        take_miss: bool,
+    ) -> FastLookup {
+        let inner = &self.inner;
+        if !zones_match(&inner.cfg.zones, qname_lower) {
+            return FastLookup::Pass;
+        }
+        let Some(q) = Q::new(query, qname_lower, qtype, qclass, do_bit) else { return FastLookup::Pass };
+        let Some((entry, denial)) = inner.lookup(&q, now) else {
+            if !take_miss {
+                return FastLookup::Pass;
+            }
+            let h = inner.metrics.get(server);
+            h.requests().inc();
+            h.misses().inc();
+            return FastLookup::Miss;
+        };
+        // Prefetch counts hits per entry and may start a refresh: that needs the chain.
+        if inner.cfg.prefetch > 0 {
+            return FastLookup::Pass;
+        }
         let ttl = entry.ttl(now);
         if ttl <= 0 {
-            return None;
+            return FastLookup::Pass;
         }
         let reply_ttl = if inner.cfg.keepttl { entry.orig_ttl } else { ttl as u32 };
-        let out = hit_reply(&entry, query, q.qwire, reply_ttl, q.do_bit, q.ad)?;
+        let Some(out) = hit_reply(&entry, query, q.qwire, reply_ttl, q.do_bit, q.ad) else { return FastLookup::Pass };
         let h = inner.metrics.get(server);
         h.requests().inc();
         if denial {
@@ -212,8 +247,41 @@ impl Cache {
         } else {
             h.hits_success().inc()
         };
-        Some(out)
+        FastLookup::Hit(out)
     }
+
+    /// Completes a miss taken with [`Cache::lookup_fast`]: `reply` is what the next plugin
+    /// wrote for the client's `query` (the query as the client sent it, AD unchanged); it is
+    /// processed exactly as a reply written down the chain (TTLs clamped, stored when allowed,
+    /// AD rule) and returned for the client. `now` is the instant of the look-up.
+    #[allow(clippy::too_many_arguments)]
+    pub fn store_miss_reply(
+        &self,
+        server: &str,
+        query: &[u8],
+        qname_lower: &str,
+        qtype: u16,
+        qclass: u16,
+        do_bit: bool,
+        now: Instant,
+        reply: Vec<u8>,
+    ) -> Vec<u8> {
+        let inner = &self.inner;
+        let Some(q) = Q::new(query, qname_lower, qtype, qclass, do_bit) else { return reply };
+        let h = inner.metrics.get(server);
+        inner.process(reply, &q, &h, Mode::Miss, now).wire
+    }
+}
+
+/// What [`Cache::lookup_fast`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FastLookup {
+    /// A fresh hit: the reply (without OPT), counted.
+    Hit(Vec<u8>),
+    /// Nothing cached; counted as a miss, the caller completes it.
+    Miss,
+    /// The chain must handle the query; nothing counted.
+    Pass,
 }
 
 /// A reply written from the cache. Like CoreDNS the cache then returns NOERROR, whatever rcode

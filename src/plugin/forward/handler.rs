@@ -60,6 +60,9 @@ pub struct Forward {
     failfast: bool,
     failover: Vec<u16>,
     inflight: Inflight<Shared>,
+    /// No option of this line needs the attempt loop for a UDP query (see
+    /// [`Forward::direct_target`]).
+    direct_ok: bool,
 }
 
 /// What one `forward` line decided.
@@ -115,12 +118,26 @@ impl Forward {
             failfast: s.failfast,
             failover: s.failover.clone(),
             inflight: Inflight::default(),
+            direct_ok: !s.force_tcp && s.max_concurrent == 0 && s.failover.is_empty(),
         }
     }
 
     /// The upstreams, in config order.
     pub fn upstreams(&self) -> &[Arc<Upstream>] {
         &self.upstreams
+    }
+
+    /// For the server's fast miss path: the direct UDP path of the upstream this line would try
+    /// first for a UDP query for `qname_lower`, when the line handles the name, needs neither
+    /// TCP nor a concurrency limit nor failover, and that upstream is not marked down. Anything
+    /// else (and any failure on the direct path) belongs to the attempt loop.
+    pub fn direct_target(&self, qname_lower: &str) -> Option<&Arc<super::direct::DirectUdp>> {
+        if !self.direct_ok || !self.matches(qname_lower) {
+            return None;
+        }
+        let order = self.policy.order(self.upstreams.len());
+        let idx = *order.as_slice().iter().find(|&&i| !self.upstreams[i as usize].down(self.max_fails))?;
+        self.upstreams[idx as usize].direct()
     }
 
     fn matches(&self, qname: &str) -> bool {
@@ -324,9 +341,21 @@ impl ForwardChain {
     pub fn forwards(&self) -> &[Forward] {
         &self.forwards
     }
+
+    /// [`Forward::direct_target`] of a single `forward` line (several lines need the chain).
+    pub fn direct_target(&self, qname_lower: &str) -> Option<&Arc<super::direct::DirectUdp>> {
+        match self.forwards.as_slice() {
+            [only] => only.direct_target(qname_lower),
+            _ => None,
+        }
+    }
 }
 
 impl Plugin for ForwardChain {
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         "forward"
     }

@@ -1,6 +1,7 @@
 //! The `forward` plugin: proxies queries to upstream servers over UDP, TCP or TLS, with
 //! connection pooling, health checks and CoreDNS's selection and retry behaviour.
 
+pub mod direct;
 pub mod goparse;
 pub mod handler;
 pub mod inflight;

@@ -14,6 +14,7 @@ use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use super::direct::DirectUdp;
 use super::metrics::UpstreamMetrics;
 use crate::server::wire;
 
@@ -123,6 +124,9 @@ pub struct Upstream {
     avg_dial_nanos: AtomicI64,
     pools: [Mutex<VecDeque<Pooled>>; 2],
     metrics: UpstreamMetrics,
+    /// The shared UDP path of the server's fast miss path, opened on first use (None when it
+    /// could not be opened).
+    direct: std::sync::OnceLock<Option<Arc<DirectUdp>>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -172,7 +176,30 @@ impl Upstream {
             sweeping: AtomicBool::new(false),
             avg_dial_nanos: AtomicI64::new((MAX_DIAL / 2).as_nanos() as i64),
             pools: [Mutex::new(VecDeque::new()), Mutex::new(VecDeque::new())],
+            direct: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The shared UDP path to this upstream (plain DNS only), opened and its responder thread
+    /// started on first use.
+    pub fn direct(self: &Arc<Self>) -> Option<&Arc<DirectUdp>> {
+        if self.scheme != Scheme::Dns || self.tls.is_some() {
+            return None;
+        }
+        self.direct
+            .get_or_init(|| {
+                DirectUdp::start(self, SocketAddr::new(self.unspecified(), 0), self.opts.read_timeout)
+                    .map_err(|e| tracing::debug!("direct UDP path to {} unavailable: {e}", self.addr))
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// Records a reply received on the direct path: a reused connection and the request's
+    /// duration under the reply's rcode, as for a pooled exchange.
+    pub fn record_direct(&self, rcode: u16, took: Duration) {
+        self.metrics.conn_hit(0);
+        self.metrics.observe_duration(rcode, took.as_secs_f64());
     }
 
     /// Failed health checks since the last success.

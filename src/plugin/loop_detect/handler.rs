@@ -177,6 +177,10 @@ impl Plugin for Loop {
         "loop"
     }
 
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Outcome> {
         // Everything here is synchronous, so the rest of the chain's future is returned as is
         // (no extra allocation on the hot path).
