@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::io::Write;
+use std::net::TcpStream;
 use std::time::Duration;
 
 use common::*;
@@ -156,4 +158,32 @@ fn cached_answer_is_truncated_to_the_client_edns_size() {
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers.len(), 40);
     assert_eq!(up.queries(), 1, "all but the first from the cache");
+}
+
+/// Queries written together on one TCP connection are answered in the order sent, hits and
+/// misses alike, and a partial message is completed by a later write.
+#[test]
+fn pipelined_tcp_queries_are_answered_in_order() {
+    let up = fixture(&example_zone(300));
+    let srv = Server::start(&format!(".:{{PORT}} {{\n    cache\n    forward . {}\n}}\n", up.addr()));
+    // Warm one name so the batch mixes cache hits with misses that go upstream.
+    Q::new("www.example.org.", RecordType::A).ask(srv.addr);
+    let names = ["www", "mail", "www", "missing", "www"];
+    let mut batch = Vec::new();
+    for (i, first) in names.iter().enumerate() {
+        let mut q = raw_query(0x0100, [1, 0, 0, 0], &question(first));
+        q[0..2].copy_from_slice(&(i as u16 + 1).to_be_bytes());
+        batch.extend_from_slice(&framed(&q));
+    }
+    let mut conn = TcpStream::connect(srv.addr).expect("connect");
+    conn.set_read_timeout(Some(WAIT)).expect("timeout");
+    // All but the last three bytes at once, the rest after a pause.
+    let split = batch.len() - 3;
+    conn.write_all(&batch[..split]).expect("write");
+    std::thread::sleep(Duration::from_millis(100));
+    conn.write_all(&batch[split..]).expect("write rest");
+    let ids: Vec<u16> = (0..names.len())
+        .map(|_| read_frame(&mut conn).map(|r| u16::from_be_bytes([r[0], r[1]])).expect("a reply per query"))
+        .collect();
+    assert_eq!(ids, vec![1, 2, 3, 4, 5]);
 }

@@ -1,5 +1,6 @@
 //! The TCP accept loop and per-connection query loop (2-byte length framing, queries handled
-//! in order, read/idle/write deadlines, a connection limit).
+//! in order with pipelined ones answered in one write, read/idle/write deadlines, a connection
+//! limit).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,9 @@ use tokio::time::timeout;
 use super::handle::handle;
 use super::request::Proto;
 use super::runtime::ListenerRuntime;
+
+/// Bytes asked of the kernel per read.
+const READ_CHUNK: usize = 4096;
 
 /// Accepts connections until `stop` flips.
 pub async fn serve(listener: TcpListener, state: Arc<ArcSwap<ListenerRuntime>>, mut stop: watch::Receiver<bool>) {
@@ -48,40 +52,52 @@ async fn connection(
 ) -> std::io::Result<()> {
     let local = stream.local_addr()?;
     let mut served: u64 = 0;
+    // Received bytes not yet handled, and framed replies not yet written: queries that arrive
+    // together (pipelined) are answered in order with one write.
+    let mut inbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut out: Vec<u8> = Vec::new();
     loop {
         let lr = state.load_full();
-        let deadline = if served == 0 { lr.tcp.read } else { lr.tcp.idle };
-        let mut len = [0u8; 2];
-        match timeout(deadline, stream.read_exact(&mut len)).await {
-            Ok(Ok(_)) => {}
-            _ => return Ok(()),
+        let mut used = 0;
+        while let Some(len) = inbuf.get(used..used + 2).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize) {
+            if len < super::wire::HEADER_LEN {
+                let _ = timeout(lr.tcp.write, stream.write_all(&out)).await;
+                return Ok(());
+            }
+            let Some(msg) = inbuf.get(used + 2..used + 2 + len) else { break };
+            used += 2 + len;
+            served += 1;
+            let reply = match super::fast::try_answer(&lr, msg, client, Proto::Tcp) {
+                Some(r) => Some(r),
+                None => {
+                    let msg = msg.to_vec();
+                    handle(&lr, msg, client, local, Proto::Tcp).await
+                }
+            };
+            if let Some(reply) = reply {
+                let Ok(rlen) = u16::try_from(reply.len()) else { return Ok(()) };
+                out.extend_from_slice(&rlen.to_be_bytes());
+                out.extend_from_slice(&reply);
+            }
+            if lr.tcp.max_queries.is_some_and(|m| served >= m) {
+                let _ = timeout(lr.tcp.write, stream.write_all(&out)).await;
+                return Ok(());
+            }
         }
-        let n = u16::from_be_bytes(len) as usize;
-        if n < super::wire::HEADER_LEN {
-            return Ok(());
-        }
-        let mut msg = vec![0u8; n];
-        match timeout(lr.tcp.read, stream.read_exact(&mut msg)).await {
-            Ok(Ok(_)) => {}
-            _ => return Ok(()),
-        }
-        served += 1;
-        let reply = match super::fast::try_answer(&lr, &msg, client, Proto::Tcp) {
-            Some(r) => Some(r),
-            None => handle(&lr, msg, client, local, Proto::Tcp).await,
-        };
-        if let Some(reply) = reply {
-            let Ok(rlen) = u16::try_from(reply.len()) else { return Ok(()) };
-            let mut out = Vec::with_capacity(reply.len() + 2);
-            out.extend_from_slice(&rlen.to_be_bytes());
-            out.extend_from_slice(&reply);
+        inbuf.drain(..used);
+        if !out.is_empty() {
             match timeout(lr.tcp.write, stream.write_all(&out)).await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => out.clear(),
                 _ => return Ok(()),
             }
         }
-        if lr.tcp.max_queries.is_some_and(|m| served >= m) {
-            return Ok(());
+        // A partial message must complete within the read timeout; between messages the
+        // connection may idle (the first message gets the read timeout too).
+        let deadline = if served == 0 || !inbuf.is_empty() { lr.tcp.read } else { lr.tcp.idle };
+        inbuf.reserve(READ_CHUNK);
+        match timeout(deadline, stream.read_buf(&mut inbuf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return Ok(()),
         }
     }
 }
