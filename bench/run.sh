@@ -140,7 +140,7 @@ with open(f"{work}/{zone}.zone", "w") as z, open(f"{work}/all.txt", "w") as q:
         if k == 0:
             z.write(f"a{i} A 127.{10 + (i >> 16) % 200}.{(i >> 8) & 255}.{i & 255}\n"); q.write(f"a{i}.{zone} A\n")
         elif k == 1:
-            z.write(f"q{i} AAAA 2001:db8::{i:x}\n"); q.write(f"q{i}.{zone} AAAA\n")
+            z.write(f"q{i} AAAA 2001:db8::{i >> 16:x}:{i & 0xffff:x}\n"); q.write(f"q{i}.{zone} AAAA\n")
         elif k == 2:
             z.write(f"c{i} CNAME a{i - 2}\n"); q.write(f"c{i}.{zone} A\n")
         elif k == 3:
@@ -189,7 +189,26 @@ KNOT_PID=$!
 if [ "$($PY "$HERE/probe.py" $KNOT_PORT "a0.$ZONE" 60 | tail -n 1)" = "-1" ]; then
     echo "knot did not start" >&2; cat "$WORK/knot.log" >&2; exit 1
 fi
-log "knot up (pid $KNOT_PID)"
+# The zone must have loaded: knot answers REFUSED for everything otherwise, and every figure
+# below would be about forwarding REFUSED.
+if grep -q "error" "$WORK/knot.log"; then
+    echo "knot reported errors loading the zone:" >&2; head -5 "$WORK/knot.log" >&2; exit 1
+fi
+$PY - "$KNOT_PORT" "$ZONE" "$NAMES" <<'EOF_CHECK' || { echo "knot does not serve the zone" >&2; exit 1; }
+import socket, struct, sys
+port, zone, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+def ask(name, qtype):
+    wire = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+    s.sendto(struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0) + wire + struct.pack(">HH", qtype, 1), ("127.0.0.1", port))
+    d = s.recv(4096)
+    return d[3] & 15, struct.unpack(">H", d[6:8])[0]
+last_aaaa = max(i for i in range(n) if i % 5 == 1)
+assert ask(f"a0.{zone}", 1) == (0, 1), "a0 A"
+assert ask(f"q{last_aaaa}.{zone}", 28) == (0, 1), "last AAAA"
+assert ask(f"x4.{zone}", 1)[0] == 3, "NXDOMAIN"
+EOF_CHECK
+log "knot up (pid $KNOT_PID), zone of $NAMES names loaded"
 
 # ---------------------------------------------------------------------------------------------
 # Server configurations. $1 = workers (1 or 2). Each writes its config and prints the command.
@@ -352,11 +371,13 @@ measured() { # server rep phase cpus datafile dnsperf-args...
     record "$s" "$rep" "$phase.answered" "$done"
     record "$s" "$rep" "$phase.lost" "$lost"
     record "$s" "$rep" "$phase.qps" "$qps"
+    # The rcode mix, to see that a phase measured what it meant to (answers, not errors).
+    record "$s" "$rep" "$phase.rcodes" "$(awk '/Response codes:/ { $1 = ""; $2 = ""; print }' "$WORK/$s.$rep.$phase.out" | tr -s ' ' | sed 's/^ //')"
     if [ "${done:-0}" -gt 0 ]; then
         record "$s" "$rep" "$phase.cpu_us" "$(awk -v d="$((c1 - c0))" -v n="$done" -v t="$CLK_TCK" \
             'BEGIN { printf "%.2f", d * 1e6 / t / n }')"
     fi
-    log "  $phase: answered $done lost $lost qps $qps cpu_ticks $((c1 - c0))"
+    log "  $phase: answered $done lost $lost qps $qps cpu_ticks $((c1 - c0)) rcodes: $(awk '/Response codes:/ { $1 = ""; $2 = ""; print }' "$WORK/$s.$rep.$phase.out")"
 }
 
 latency_percentiles() { # dnsperf -v output -> p50 p90 p99 p999 in µs

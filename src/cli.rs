@@ -89,6 +89,7 @@ pub fn serve(opts: ServeOptions) -> i32 {
             }
             println!("{}", version_line());
         }
+        crate::residency::release_startup_pages();
         if let Some(p) = &opts.pidfile {
             if let Err(e) = crate::lifecycle::write_pidfile(p) {
                 eprintln!("[FATAL] Could not write pidfile: {e}");

@@ -17,4 +17,5 @@ pub mod nodelocal;
 pub mod observe;
 pub mod plugin;
 pub mod reload;
+pub mod residency;
 pub mod server;

@@ -201,3 +201,44 @@ fn editor_renames_deletion_recreation_and_a_replaced_directory_are_followed() {
     assert!(took.is_some_and(|t| t < Duration::from_secs(1)), "{took:?}\n{}", proc.output());
     assert_eq!(proc.output().matches("reload failed").count(), 0, "{}", proc.output());
 }
+
+/// Names of the process's threads that serve an upstream's direct UDP path (`fwd-<addr>`).
+fn direct_path_threads(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.starts_with("fwd-"))
+        .count()
+}
+
+/// A reload that replaces the upstream moves cache misses to the new upstream's direct path and
+/// ends the old one's responder thread: reloads do not pile up threads or sockets.
+#[test]
+fn a_replaced_upstream_stops_its_direct_path() {
+    let (a, b) = (upstream(), upstream());
+    let p = port();
+    let corefile = |up: &Fixture| {
+        format!(
+            "example.:{p} {{\n    bind 127.0.0.1\n    reload 2s 1s\n    cache 30\n    forward . {}\n}}\n",
+            up.addr()
+        )
+    };
+    let served = Served::start(&corefile(&a), p);
+    let pid = served.proc.pid();
+    assert_eq!(a_of(p, "cached.example."), vec!["192.0.2.1"]);
+    assert_eq!((asked(&a, "cached.example."), direct_path_threads(pid)), (1, 1));
+    // Each switch is done once a name never asked before reaches the new upstream.
+    let mut fresh = 0;
+    for (i, up) in [&b, &a, &b, &a, &b].into_iter().enumerate() {
+        served.update(&corefile(up));
+        let switched = wait_until(Duration::from_secs(5), || {
+            fresh += 1;
+            let name = format!("fresh{fresh}.example.");
+            a_of(p, &name);
+            asked(up, &name) == 1
+        });
+        assert!(switched.is_some(), "switch {i} not served: {}", served.proc.output());
+    }
+    let ended = wait_until(Duration::from_secs(5), || direct_path_threads(pid) == 1);
+    assert!(ended.is_some(), "responder threads left: {}", direct_path_threads(pid));
+}

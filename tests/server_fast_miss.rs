@@ -176,3 +176,31 @@ fn mismatched_upstream_reply_falls_back_to_the_chain() {
     let reply = udp_raw(srv.addr, &query(0x3333, "www.example.org.", RecordType::A, None), WAIT).expect("reply");
     assert_eq!((u16::from_be_bytes([reply[0], reply[1]]), rcode_of(&reply)), (0x3333, 1), "FORMERR from the chain");
 }
+
+/// With `force_tcp` (node-local-dns's cluster.local block) misses travel on the upstream's
+/// shared TCP connections (the chain's pooled exchange while they open): the same bytes as
+/// the chain, every upstream query over TCP, one upstream query per miss.
+#[test]
+fn force_tcp_misses_use_shared_connections_and_answer_as_the_chain() {
+    let up = fixture_zone();
+    let tcp = |extra: &str| {
+        format!(".:{{PORT}} {{\n{extra}    cache\n    forward . {} {{\n        force_tcp\n    }}\n}}\n", up.addr())
+    };
+    let fast = Server::start(&tcp(""));
+    let chain = Server::start(&tcp("    log\n"));
+    let cases: Vec<Case> = vec![
+        ("www.example.org.", RecordType::A, None),
+        ("missing.example.org.", RecordType::A, None),
+        ("big.example.org.", RecordType::A, None),
+        ("twenty.example.org.", RecordType::A, Some((4096, false))),
+        ("mail.example.org.", RecordType::AAAA, Some((1232, true))),
+    ];
+    for (i, (name, qtype, edns)) in cases.into_iter().enumerate() {
+        let q = query(0x5000 + i as u16, name, qtype, edns);
+        let a = udp_raw(fast.addr, &q, WAIT).unwrap_or_else(|| panic!("fast path: no reply to {name} {qtype}"));
+        let b = udp_raw(chain.addr, &q, WAIT).unwrap_or_else(|| panic!("chain: no reply to {name} {qtype}"));
+        assert_eq!(a, b, "{name} {qtype} {edns:?}: force_tcp fast-path miss differs from the chain");
+    }
+    assert_eq!(up.queries(), up.tcp_queries(), "every upstream query went over TCP");
+    assert_eq!(up.queries(), 10, "one upstream query per miss per server");
+}

@@ -49,6 +49,11 @@ impl ServerProcess {
         Ok(Self { child, output, readers })
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the process wrote so far (stdout and stderr interleaved by arrival).
     pub fn output(&self) -> String {
         self.output.lock().map(|s| s.clone()).unwrap_or_default()

@@ -12,6 +12,7 @@ use nodecache::nodelocal::flags;
 use nodecache::observe::{self, http};
 
 fn main() {
+    nodecache::residency::fault_single_pages();
     let (flags, rest) = flags::parse_or_exit();
     observe::logging::init(flags.quiet);
     tracing::info!("Starting node-cache image: {}", env!("CARGO_PKG_VERSION"));

@@ -30,6 +30,7 @@ fn usage(argv0: &str) -> String {
 }
 
 fn main() {
+    nodecache::residency::fault_single_pages();
     let argv: Vec<String> = std::env::args().collect();
     let argv0 = argv.first().cloned().unwrap_or_else(|| "nodecache".to_string());
     let (values, rest) = match goflag::parse(DEFS, argv.get(1..).unwrap_or(&[])) {

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::observe::dns_metrics::{self, Observation};
 use crate::plugin::cache::handler::{Cache, FastLookup};
-use crate::plugin::forward::direct::{Completion, Datagram, DirectOutcome, DirectUdp};
+use crate::plugin::forward::direct::{Completion, Datagram, DirectOutcome, DirectRef};
 use crate::plugin::forward::handler::ForwardChain;
 
 use super::handle::handle;
@@ -197,7 +197,7 @@ pub fn try_serve(
 /// direct path fails, the query runs through the chain instead.
 #[allow(clippy::too_many_arguments)]
 fn forward_miss(
-    direct: &Arc<DirectUdp>,
+    direct: DirectRef<'_>,
     lr: &Arc<ListenerRuntime>,
     entry: &Arc<ZoneEntry>,
     ret: &UdpReturn,

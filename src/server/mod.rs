@@ -4,6 +4,7 @@
 pub mod fast;
 pub mod handle;
 pub mod listeners;
+pub mod mmsg;
 pub mod query;
 pub mod reply;
 pub mod request;

@@ -7,7 +7,7 @@
 //! way the eviction is counted.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,15 +49,15 @@ pub struct Entry {
     pub stored: Instant,
     /// With `prefer_positive`: the last answering entry this non-answer replaced.
     pub last_known_good: Option<Arc<Entry>>,
-    freq: Mutex<Freq>,
+    /// Hits counted for prefetch.
+    hits: AtomicU32,
+    /// When the last hit was counted, in milliseconds after `stored`.
+    last_hit_ms: AtomicU32,
     refreshing: AtomicBool,
-    retry_after: Mutex<Option<Instant>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Freq {
-    last: Instant,
-    hits: u32,
+    /// Until when a failed refresh blocks retries: milliseconds after `stored`, plus one;
+    /// zero when nothing blocks. (Atomics rather than locks keep every entry small: the stores
+    /// hold tens of thousands of them.)
+    retry_after_ms: AtomicU32,
 }
 
 impl Entry {
@@ -89,10 +89,16 @@ impl Entry {
             orig_ttl,
             stored,
             last_known_good: None,
-            freq: Mutex::new(Freq { last: stored, hits: 0 }),
+            hits: AtomicU32::new(0),
+            last_hit_ms: AtomicU32::new(0),
             refreshing: AtomicBool::new(false),
-            retry_after: Mutex::new(None),
+            retry_after_ms: AtomicU32::new(0),
         }
+    }
+
+    /// `t` as milliseconds after `stored` (0 before it, saturating far after it).
+    fn ms(&self, t: Instant) -> u32 {
+        t.saturating_duration_since(self.stored).as_millis().min(u128::from(u32::MAX - 1)) as u32
     }
 
     /// Remaining TTL at `now`: `orig_ttl - floor(elapsed)`; zero or negative once expired.
@@ -121,34 +127,35 @@ impl Entry {
 
     /// Counts a hit: resets to 1 when the last hit is older than `window`. Returns the count.
     pub fn update_hits(&self, window: Duration, now: Instant) -> u32 {
-        let mut f = self.freq.lock();
-        if now.checked_sub(window).is_some_and(|earliest| f.last < earliest) {
-            f.hits = 1;
+        let now_ms = self.ms(now);
+        let last_ms = self.last_hit_ms.swap(now_ms, Ordering::Relaxed);
+        let window_ms = window.as_millis().min(u128::from(u64::MAX)) as u64;
+        if u64::from(last_ms) + window_ms < u64::from(now_ms) && now.checked_sub(window).is_some() {
+            self.hits.store(1, Ordering::Relaxed);
+            1
         } else {
-            f.hits = f.hits.saturating_add(1);
+            self.hits.fetch_add(1, Ordering::Relaxed).saturating_add(1)
         }
-        f.last = now;
-        f.hits
     }
 
     /// Hits counted so far.
     pub fn hits(&self) -> u32 {
-        self.freq.lock().hits
+        self.hits.load(Ordering::Relaxed)
     }
 
     /// Sets the hit counter (a refreshed entry inherits the old entry's popularity).
     pub fn reset_hits(&self, now: Instant, hits: u32) {
-        *self.freq.lock() = Freq { last: now, hits };
+        self.last_hit_ms.store(self.ms(now), Ordering::Relaxed);
+        self.hits.store(hits, Ordering::Relaxed);
     }
 
     /// Claims the single in-flight refresh slot; false if one is running or a failed refresh's
     /// recheck period (when `recheck` > 0) has not passed.
     pub fn begin_refresh(&self, now: Instant, recheck: Duration) -> bool {
         if !recheck.is_zero() {
-            if let Some(after) = *self.retry_after.lock() {
-                if now < after {
-                    return false;
-                }
+            let after = self.retry_after_ms.load(Ordering::Relaxed);
+            if after != 0 && u64::from(self.ms(now)) + 1 < u64::from(after) {
+                return false;
             }
         }
         self.refreshing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
@@ -157,7 +164,8 @@ impl Entry {
     /// Releases the refresh slot; a failed refresh with `recheck` > 0 blocks retries until
     /// `now + recheck`.
     pub fn end_refresh(&self, now: Instant, recheck: Duration, refreshed: bool) {
-        *self.retry_after.lock() = if !recheck.is_zero() && !refreshed { Some(now + recheck) } else { None };
+        let after = if !recheck.is_zero() && !refreshed { self.ms(now + recheck).saturating_add(1) } else { 0 };
+        self.retry_after_ms.store(after, Ordering::Relaxed);
         self.refreshing.store(false, Ordering::Release);
     }
 }

@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::mem::zeroed;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Weak};
@@ -24,6 +23,7 @@ use parking_lot::Mutex;
 
 use super::msg;
 use super::upstream::Upstream;
+use crate::server::mmsg::{send_many, RecvBatch};
 use crate::server::wire;
 
 /// Replies read per `recvmmsg`.
@@ -31,9 +31,9 @@ const BATCH: usize = 16;
 /// Receive buffer per reply: a reply longer than this is judged by the chain instead.
 const READ_SIZE: usize = 4096 + 1;
 /// How often the responder wakes without traffic to expire queries and notice shutdown.
-const TICK: Duration = Duration::from_millis(100);
+pub(super) const TICK: Duration = Duration::from_millis(100);
 /// Attempts at finding a free message ID before giving up on the fast path.
-const ID_TRIES: usize = 8;
+pub(super) const ID_TRIES: usize = 8;
 
 /// How a query sent on the direct path ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -57,15 +57,40 @@ pub struct Datagram {
 /// Called once with the outcome, on the responder thread; may return a datagram to send.
 pub type Completion = Box<dyn FnOnce(DirectOutcome) -> Option<Datagram> + Send>;
 
-struct Pending {
+/// The direct path `forward` chose for one query.
+#[derive(Clone, Copy)]
+pub enum DirectRef<'a> {
+    /// The upstream's shared UDP socket.
+    Udp(&'a Arc<DirectUdp>),
+    /// One of the upstream's shared TCP connections (`force_tcp`), already up.
+    Tcp(&'a Arc<super::direct_tcp::DirectTcp>, usize),
+}
+
+impl DirectRef<'_> {
+    /// Sends `query` (see [`DirectUdp::send`]; over TCP the reply is not limited to `limit`,
+    /// as with the pooled stream exchange).
+    pub fn send(&self, query: Vec<u8>, limit: usize, done: Completion) -> Result<(), Completion> {
+        match self {
+            DirectRef::Udp(d) => d.send(query, limit, done),
+            DirectRef::Tcp(d, index) => d.send(query, *index, done),
+        }
+    }
+}
+
+/// A query sent on a direct path, waiting for its reply.
+pub(super) struct Pending {
     /// The query as sent (upstream message ID), for the question check.
-    sent: Vec<u8>,
+    pub(super) sent: Vec<u8>,
     /// The client's message ID.
-    client_id: u16,
+    pub(super) client_id: u16,
     /// Largest reply accepted before it is replaced by an empty truncated one.
-    limit: usize,
-    started: Instant,
-    done: Completion,
+    pub(super) limit: usize,
+    /// When it was sent.
+    pub(super) started: Instant,
+    /// Which connection carried it (TCP: slot and generation; UDP: 0).
+    pub(super) conn: u64,
+    /// The completion.
+    pub(super) done: Completion,
 }
 
 /// The direct path to one upstream.
@@ -120,7 +145,7 @@ impl DirectUdp {
         if n < 0 {
             return Err(done);
         }
-        pending.insert(id, Pending { sent, client_id, limit, started: Instant::now(), done });
+        pending.insert(id, Pending { sent, client_id, limit, started: Instant::now(), conn: 0, done });
         Ok(())
     }
 
@@ -128,40 +153,19 @@ impl DirectUdp {
     /// past the read timeout; ends when the upstream is gone, failing what is left.
     fn respond(self: Arc<Self>) {
         let fd = self.sock.as_raw_fd();
-        let mut bufs = vec![[0u8; READ_SIZE]; BATCH];
-        let mut iovs: Vec<libc::iovec> =
-            (0..BATCH).map(|_| libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }).collect();
-        // SAFETY: all-zero is a valid mmsghdr.
-        let mut msgs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { zeroed() }).collect();
+        let mut batch = RecvBatch::new(BATCH, READ_SIZE);
         let mut last_sweep = Instant::now();
         let mut out: Vec<Datagram> = Vec::with_capacity(BATCH);
         loop {
-            for i in 0..BATCH {
-                iovs[i] = libc::iovec { iov_base: bufs[i].as_mut_ptr().cast(), iov_len: READ_SIZE };
-                msgs[i].msg_hdr.msg_name = std::ptr::null_mut();
-                msgs[i].msg_hdr.msg_namelen = 0;
-                msgs[i].msg_hdr.msg_iov = &mut iovs[i];
-                msgs[i].msg_hdr.msg_iovlen = 1;
-                msgs[i].msg_hdr.msg_control = std::ptr::null_mut();
-                msgs[i].msg_hdr.msg_controllen = 0;
-                msgs[i].msg_hdr.msg_flags = 0;
-                msgs[i].msg_len = 0;
-            }
-            // SAFETY: every mmsghdr points at live buffers owned by this frame for the call.
-            let n = unsafe {
-                libc::recvmmsg(fd, msgs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_WAITFORONE, std::ptr::null_mut())
-            };
+            let n = batch.recv(fd);
             let upstream = self.upstream.upgrade();
-            if n > 0 {
-                for i in 0..n as usize {
-                    let len = msgs[i].msg_len as usize;
-                    let cut = msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-                    out.extend(self.complete(&bufs[i][..len.min(READ_SIZE)], cut, upstream.as_deref()));
-                }
-                send_all(&mut out);
+            for i in 0..n {
+                let (reply, cut) = batch.datagram(i);
+                out.extend(self.complete(reply, cut, upstream.as_deref()));
             }
+            send_all(&mut out);
             let now = Instant::now();
-            if now.duration_since(last_sweep) >= TICK || n <= 0 {
+            if now.duration_since(last_sweep) >= TICK || n == 0 {
                 last_sweep = now;
                 self.expire(now, upstream.is_none());
             }
@@ -205,20 +209,20 @@ impl DirectUdp {
 }
 
 /// Sends `out` (emptied), one `sendmmsg` per run of datagrams from the same socket.
-fn send_all(out: &mut Vec<Datagram>) {
+pub(super) fn send_all(out: &mut Vec<Datagram>) {
     let mut start = 0;
     while start < out.len() {
         let fd = out[start].sock.as_raw_fd();
         let end = out[start..].iter().position(|d| d.sock.as_raw_fd() != fd).map_or(out.len(), |k| start + k);
         let run: Vec<(SocketAddr, &[u8])> = out[start..end].iter().map(|d| (d.to, d.bytes.as_slice())).collect();
-        crate::server::sockets::send_many(fd, &run);
+        send_many(fd, &run);
         start = end;
     }
     out.clear();
 }
 
 /// The pooled exchange's checks on one reply.
-fn judge(reply: &[u8], cut: bool, p: &Pending) -> DirectOutcome {
+pub(super) fn judge(reply: &[u8], cut: bool, p: &Pending) -> DirectOutcome {
     if cut && p.limit >= READ_SIZE - 1 {
         return DirectOutcome::Failed;
     }

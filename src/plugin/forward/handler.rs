@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 use hickory_proto::op::ResponseCode;
 use rand::Rng;
 
+use super::direct::DirectRef;
 use super::inflight::{Inflight, Role};
 use super::metrics::families;
 use super::msg;
@@ -118,7 +119,7 @@ impl Forward {
             failfast: s.failfast,
             failover: s.failover.clone(),
             inflight: Inflight::default(),
-            direct_ok: !s.force_tcp && s.max_concurrent == 0 && s.failover.is_empty(),
+            direct_ok: s.max_concurrent == 0 && s.failover.is_empty(),
         }
     }
 
@@ -127,17 +128,24 @@ impl Forward {
         &self.upstreams
     }
 
-    /// For the server's fast miss path: the direct UDP path of the upstream this line would try
-    /// first for a UDP query for `qname_lower`, when the line handles the name, needs neither
-    /// TCP nor a concurrency limit nor failover, and that upstream is not marked down. Anything
-    /// else (and any failure on the direct path) belongs to the attempt loop.
-    pub fn direct_target(&self, qname_lower: &str) -> Option<&Arc<super::direct::DirectUdp>> {
+    /// For the server's fast miss path: the direct path (UDP, or TCP with `force_tcp`) of the
+    /// upstream this line would try first for a UDP query for `qname_lower`, when the line
+    /// handles the name, needs neither a concurrency limit nor failover, and that upstream is
+    /// not marked down. Anything else (and any failure on the direct path) belongs to the
+    /// attempt loop.
+    pub fn direct_target(&self, qname_lower: &str) -> Option<DirectRef<'_>> {
         if !self.direct_ok || !self.matches(qname_lower) {
             return None;
         }
         let order = self.policy.order(self.upstreams.len());
         let idx = *order.as_slice().iter().find(|&&i| !self.upstreams[i as usize].down(self.max_fails))?;
-        self.upstreams[idx as usize].direct()
+        let up = &self.upstreams[idx as usize];
+        if self.force_tcp {
+            let tcp = up.direct_tcp()?;
+            tcp.pick().map(|index| DirectRef::Tcp(tcp, index))
+        } else {
+            up.direct().map(DirectRef::Udp)
+        }
     }
 
     fn matches(&self, qname: &str) -> bool {
@@ -343,7 +351,7 @@ impl ForwardChain {
     }
 
     /// [`Forward::direct_target`] of a single `forward` line (several lines need the chain).
-    pub fn direct_target(&self, qname_lower: &str) -> Option<&Arc<super::direct::DirectUdp>> {
+    pub fn direct_target(&self, qname_lower: &str) -> Option<DirectRef<'_>> {
         match self.forwards.as_slice() {
             [only] => only.direct_target(qname_lower),
             _ => None,

@@ -2,6 +2,7 @@
 //! connection pooling, health checks and CoreDNS's selection and retry behaviour.
 
 pub mod direct;
+pub mod direct_tcp;
 pub mod goparse;
 pub mod handler;
 pub mod inflight;

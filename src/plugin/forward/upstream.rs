@@ -15,6 +15,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::direct::DirectUdp;
+use super::direct_tcp::DirectTcp;
 use super::metrics::UpstreamMetrics;
 use crate::server::wire;
 
@@ -127,6 +128,8 @@ pub struct Upstream {
     /// The shared UDP path of the server's fast miss path, opened on first use (None when it
     /// could not be opened).
     direct: std::sync::OnceLock<Option<Arc<DirectUdp>>>,
+    /// The shared TCP path of the fast miss path (`force_tcp`), created on first use.
+    direct_tcp: std::sync::OnceLock<Arc<DirectTcp>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -177,7 +180,16 @@ impl Upstream {
             avg_dial_nanos: AtomicI64::new((MAX_DIAL / 2).as_nanos() as i64),
             pools: [Mutex::new(VecDeque::new()), Mutex::new(VecDeque::new())],
             direct: std::sync::OnceLock::new(),
+            direct_tcp: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The shared TCP path to this upstream (plain DNS only); its connections open on demand.
+    pub fn direct_tcp(self: &Arc<Self>) -> Option<&Arc<DirectTcp>> {
+        if self.scheme != Scheme::Dns || self.tls.is_some() {
+            return None;
+        }
+        Some(self.direct_tcp.get_or_init(|| DirectTcp::new(self, self.opts.source, self.opts.read_timeout)))
     }
 
     /// The shared UDP path to this upstream (plain DNS only), opened and its responder thread
@@ -200,6 +212,17 @@ impl Upstream {
     pub fn record_direct(&self, rcode: u16, took: Duration) {
         self.metrics.conn_hit(0);
         self.metrics.observe_duration(rcode, took.as_secs_f64());
+    }
+
+    /// [`Upstream::record_direct`] for a reply on the direct TCP path.
+    pub fn record_direct_tcp(&self, rcode: u16, took: Duration) {
+        self.metrics.conn_hit(1);
+        self.metrics.observe_duration(rcode, took.as_secs_f64());
+    }
+
+    /// Counts a connection the direct TCP path opened (a connection cache miss).
+    pub fn record_direct_dial(&self) {
+        self.metrics.conn_miss(1);
     }
 
     /// Failed health checks since the last success.
