@@ -294,7 +294,7 @@ fn hit_outcome(wire: Vec<u8>) -> Outcome {
 /// set, RA and rcode as stored, AD as stored but cleared unless the query had DO or AD, the
 /// client's question spelling, and `ttl` on every record.
 fn hit_reply(entry: &Entry, query: &[u8], qwire: &[u8], ttl: u32, do_bit: bool, ad: bool) -> Option<Vec<u8>> {
-    let mut out = entry.wire.to_vec();
+    let mut out = entry.wire().to_vec();
     let qf = wire::flags(query);
     let opcode = qf & 0x7800;
     let mut f = bits::QR | opcode | bits::AA | entry.rcode as u16;
@@ -309,7 +309,7 @@ fn hit_reply(entry: &Entry, query: &[u8], qwire: &[u8], ttl: u32, do_bit: bool, 
     }
     wire::set_flags(&mut out, f);
     wire::set_id(&mut out, wire::id(query)?);
-    for &off in entry.ttl_offs.iter() {
+    for off in entry.ttl_offs() {
         set_u32(&mut out, off as usize, ttl);
     }
     let stored_q = out.get(wire::HEADER_LEN..entry.qname_end as usize)?;
@@ -811,7 +811,7 @@ mod tests {
         assert_eq!(wire::id(&out), Some(0xabcd));
         assert_eq!(wire::flags(&out), bits::QR | bits::AA | bits::RD | bits::CD | bits::RA);
         assert_eq!(&out[31..35], &42u32.to_be_bytes());
-        assert_eq!(out.len(), e.wire.len());
+        assert_eq!(out.len(), e.wire().len());
         // With DO the stored AD is kept.
         let out = hit_reply(&e, &q, &name, 42, true, false).unwrap();
         assert_eq!(wire::flags(&out) & bits::AD, bits::AD);

@@ -23,10 +23,11 @@ pub const SHARDS: usize = 256;
 /// what a hit needs to patch them.
 #[derive(Debug)]
 pub struct Entry {
-    /// The reply in wire form (ID and flags as received; patched on every hit).
-    pub wire: Box<[u8]>,
-    /// Offsets of the TTL field of every record in `wire`.
-    pub ttl_offs: Box<[u16]>,
+    /// The reply in wire form (ID and flags as received; patched on every hit), followed by
+    /// the offset of every record's TTL field (u16, native order): one allocation per entry.
+    data: Box<[u8]>,
+    /// Length of the reply at the front of `data`.
+    wire_len: u16,
     /// Offset just past the question name (it starts at 12).
     pub qname_end: u16,
     /// Question type.
@@ -75,12 +76,19 @@ impl Entry {
         stored: Instant,
     ) -> Entry {
         let flags = crate::server::wire::flags(&wire);
+        let wire_len = wire.len().min(usize::from(u16::MAX)) as u16;
+        let mut data = wire;
+        data.truncate(usize::from(wire_len));
+        data.reserve_exact(ttl_offs.len() * 2);
+        for off in &ttl_offs {
+            data.extend_from_slice(&off.to_ne_bytes());
+        }
         Entry {
             rcode: (flags & 0x000f) as u8,
             ad: flags & crate::server::wire::bits::AD != 0,
             ra: flags & crate::server::wire::bits::RA != 0,
-            wire: wire.into_boxed_slice(),
-            ttl_offs: ttl_offs.into_boxed_slice(),
+            data: data.into_boxed_slice(),
+            wire_len,
             qname_end,
             qtype,
             qclass,
@@ -96,6 +104,16 @@ impl Entry {
         }
     }
 
+    /// The stored reply in wire form.
+    pub fn wire(&self) -> &[u8] {
+        &self.data[..usize::from(self.wire_len)]
+    }
+
+    /// Offsets of the TTL field of every record in [`Entry::wire`].
+    pub fn ttl_offs(&self) -> impl Iterator<Item = u16> + '_ {
+        self.data[usize::from(self.wire_len)..].chunks_exact(2).map(|b| u16::from_ne_bytes([b[0], b[1]]))
+    }
+
     /// `t` as milliseconds after `stored` (0 before it, saturating far after it).
     fn ms(&self, t: Instant) -> u32 {
         t.saturating_duration_since(self.stored).as_millis().min(u128::from(u32::MAX - 1)) as u32
@@ -108,7 +126,7 @@ impl Entry {
 
     /// The stored question name in wire form (the case of the first reply cached).
     pub fn qname_wire(&self) -> &[u8] {
-        self.wire.get(12..self.qname_end as usize).unwrap_or(&[])
+        self.wire().get(12..self.qname_end as usize).unwrap_or(&[])
     }
 
     /// Whether the entry is for this question: equal type and class and the same name ignoring
