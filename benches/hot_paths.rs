@@ -77,18 +77,18 @@ fn bench_cache(c: &mut Criterion) {
     let cache = warm_cache(name);
     let q = query(0x1234, name, 1, false);
     let now = Instant::now();
-    assert!(cache.lookup_wire(SERVER, &q, name, 1, 1, false, now).is_some(), "benchmark entry must hit");
+    assert!(cache.lookup_fast(SERVER, &q, name, 1, 1, false, now, false).hit().is_some(), "benchmark entry must hit");
     c.bench_function("cache/hit_lookup_copy_patch", |b| {
-        b.iter(|| cache.lookup_wire(SERVER, black_box(&q), black_box(name), 1, 1, false, now))
+        b.iter(|| cache.lookup_fast(SERVER, black_box(&q), black_box(name), 1, 1, false, now, false).hit())
     });
     // The client spells the name in another case: the question is re-encoded.
     let mixed = query(0x1234, "A0.Bench.Example.", 1, false);
     c.bench_function("cache/hit_mixed_case", |b| {
-        b.iter(|| cache.lookup_wire(SERVER, black_box(&mixed), black_box(name), 1, 1, false, now))
+        b.iter(|| cache.lookup_fast(SERVER, black_box(&mixed), black_box(name), 1, 1, false, now, false).hit())
     });
     c.bench_function("cache/miss_lookup", |b| {
         let miss = query(0x1234, "b0.bench.example.", 1, false);
-        b.iter(|| cache.lookup_wire(SERVER, black_box(&miss), "b0.bench.example.", 1, 1, false, now))
+        b.iter(|| cache.lookup_fast(SERVER, black_box(&miss), "b0.bench.example.", 1, 1, false, now, false).hit())
     });
 }
 

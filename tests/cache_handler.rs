@@ -536,25 +536,32 @@ async fn zones_and_disable() {
 }
 
 #[tokio::test]
-async fn lookup_wire_fast_path() {
+async fn lookup_fast_answers_fresh_hits_only() {
     let rig = Rig::new(cfg(), positive(60));
     let now = rig.cache.now();
     let q = query("Fast.Example.", RecordType::A, 7, false);
-    assert_eq!(rig.cache.lookup_wire("dns://:53", &q.wire, "fast.example.", 1, 1, false, now), None);
+    assert_eq!(rig.cache.lookup_fast("dns://:53", &q.wire, "fast.example.", 1, 1, false, now, false).hit(), None);
     rig.msg("fast.example.", RecordType::A, 1).await;
-    let out = rig.cache.lookup_wire("dns://:53", &q.wire, "fast.example.", 1, 1, false, rig.cache.now()).unwrap();
+    let out = rig
+        .cache
+        .lookup_fast("dns://:53", &q.wire, "fast.example.", 1, 1, false, rig.cache.now(), false)
+        .hit()
+        .unwrap();
     let m = Message::from_vec(&out).unwrap();
     assert_eq!(m.metadata.id, 7);
     assert!(m.metadata.authoritative);
     assert_eq!(m.queries[0].name.to_ascii(), "Fast.Example.");
     assert_eq!(m.answers.len(), 1);
     assert_eq!(
-        rig.cache.lookup_wire("dns://:53", &q.wire, "fast.example.", 1, 1, true, rig.cache.now()),
+        rig.cache.lookup_fast("dns://:53", &q.wire, "fast.example.", 1, 1, true, rig.cache.now(), false).hit(),
         None,
         "DO is part of the key"
     );
     rig.cache.advance_clock(Duration::from_secs(61));
-    assert_eq!(rig.cache.lookup_wire("dns://:53", &q.wire, "fast.example.", 1, 1, false, rig.cache.now()), None);
+    assert_eq!(
+        rig.cache.lookup_fast("dns://:53", &q.wire, "fast.example.", 1, 1, false, rig.cache.now(), false).hit(),
+        None
+    );
 }
 
 #[test]

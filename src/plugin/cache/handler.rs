@@ -166,8 +166,9 @@ impl Cache {
         &self.inner.stores
     }
 
-    /// Fast path for the server, before a full [`Request`] exists. Returns a complete reply
-    /// (without OPT) for a fresh cache hit, else None and the caller runs the chain as usual.
+    /// Fast path for the server, before a full [`Request`] exists: a fresh cache hit is
+    /// answered [`FastLookup::Hit`] with a complete reply (without OPT), counted as a request
+    /// and a hit.
     ///
     /// The caller supplies:
     /// - `server`: the listener label (`dns://:53`), for metrics;
@@ -175,35 +176,18 @@ impl Cache {
     ///   and AD are read from it, and the reply's question is spelled as it is here);
     /// - `qname_lower`, `qtype`, `qclass`: the first question, name lower-cased with trailing dot;
     /// - `do_bit`: the DO bit of the client's OPT (false without OPT);
-    /// - `now`: the current instant.
+    /// - `now`: the current instant;
+    /// - `take_miss`: whether the caller can complete a miss itself (see below).
     ///
     /// Only call it when no plugin before `cache` in the chain could change or answer the query.
-    /// The caller must then add the client's OPT and truncate to the client's size, exactly as
-    /// for a reply the chain wrote. Returns None (without counting anything) when the name is
-    /// outside the cache's zones, the entry is missing or stale, or prefetch is configured (hits
-    /// then need the chain for background refreshes); on Some it counts the request and hit.
-    #[allow(clippy::too_many_arguments)]
-    pub fn lookup_wire(
-        &self,
-        server: &str,
-        query: &[u8],
-        qname_lower: &str,
-        qtype: u16,
-        qclass: u16,
-        do_bit: bool,
-        now: Instant,
-    ) -> Option<Vec<u8>> {
-        match self.lookup_fast(server, query, qname_lower, qtype, qclass, do_bit, now, false) {
-            FastLookup::Hit(out) => Some(out),
-            FastLookup::Miss | FastLookup::Pass => None,
-        }
-    }
-
-    /// [`Cache::lookup_wire`] for a server that can also complete a miss itself (see
-    /// [`Cache::store_miss_reply`]). With `take_miss`, a query for which the chain's cache would
-    /// find nothing at all is counted as a request and a miss and answered [`FastLookup::Miss`];
-    /// the caller must then send it on exactly as the cache would (AD set) and hand the reply to
-    /// [`Cache::store_miss_reply`]. Without it a miss is [`FastLookup::Pass`], counting nothing.
+    /// The caller must add the client's OPT and truncate to the client's size, exactly as for a
+    /// reply the chain wrote. [`FastLookup::Pass`] (nothing counted) means the chain must run:
+    /// the name is outside the cache's zones, the entry is stale, or prefetch is configured
+    /// (hits then need the chain for background refreshes). With `take_miss`, a query for
+    /// which the chain's cache would find nothing at all is counted as a request and a miss and
+    /// answered [`FastLookup::Miss`]; the caller must then send it on exactly as the cache
+    /// would (AD set) and hand the reply to [`Cache::store_miss_reply`]. Without it such a miss
+    /// is [`FastLookup::Pass`].
     #[allow(clippy::too_many_arguments)]
     pub fn lookup_fast(
         &self,
@@ -282,6 +266,16 @@ pub enum FastLookup {
     Miss,
     /// The chain must handle the query; nothing counted.
     Pass,
+}
+
+impl FastLookup {
+    /// The reply of a hit.
+    pub fn hit(self) -> Option<Vec<u8>> {
+        match self {
+            FastLookup::Hit(out) => Some(out),
+            FastLookup::Miss | FastLookup::Pass => None,
+        }
+    }
 }
 
 /// A reply written from the cache. Like CoreDNS the cache then returns NOERROR, whatever rcode

@@ -90,7 +90,7 @@ impl Config {
     }
 
     /// Builds the typed handler (what [`PluginConfig::build`] returns as `dyn Plugin`), for a
-    /// server that keeps the concrete type to call [`super::Cache::lookup_wire`].
+    /// server that keeps the concrete type to call [`super::Cache::lookup_fast`].
     pub fn build_cache(&self, ctx: &BuildContext) -> Arc<super::Cache> {
         Arc::new(super::handler::Cache::build(self.clone(), ctx))
     }
