@@ -11,6 +11,7 @@ use hickory_proto::rr::rdata::{A, CNAME, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use pretty_assertions::assert_eq;
 
+use nodecache::plugin::cache::handler::FastQuery;
 use nodecache::plugin::cache::setup::Config;
 use nodecache::plugin::cache::Cache;
 use nodecache::plugin::{BuildContext, Carryover, Chain, Next, Plugin, PluginConfig};
@@ -540,28 +541,22 @@ async fn lookup_fast_answers_fresh_hits_only() {
     let rig = Rig::new(cfg(), positive(60));
     let now = rig.cache.now();
     let q = query("Fast.Example.", RecordType::A, 7, false);
-    assert_eq!(rig.cache.lookup_fast("dns://:53", &q.wire, "fast.example.", 1, 1, false, now, false).hit(), None);
+    assert_eq!(rig.cache.lookup_fast(&fast_query(&q.wire, "fast.example.", false, now), false).hit(), None);
     rig.msg("fast.example.", RecordType::A, 1).await;
-    let out = rig
-        .cache
-        .lookup_fast("dns://:53", &q.wire, "fast.example.", 1, 1, false, rig.cache.now(), false)
-        .hit()
-        .unwrap();
+    let out =
+        rig.cache.lookup_fast(&fast_query(&q.wire, "fast.example.", false, rig.cache.now()), false).hit().unwrap();
     let m = Message::from_vec(&out).unwrap();
     assert_eq!(m.metadata.id, 7);
     assert!(m.metadata.authoritative);
     assert_eq!(m.queries[0].name.to_ascii(), "Fast.Example.");
     assert_eq!(m.answers.len(), 1);
     assert_eq!(
-        rig.cache.lookup_fast("dns://:53", &q.wire, "fast.example.", 1, 1, true, rig.cache.now(), false).hit(),
+        rig.cache.lookup_fast(&fast_query(&q.wire, "fast.example.", true, rig.cache.now()), false).hit(),
         None,
         "DO is part of the key"
     );
     rig.cache.advance_clock(Duration::from_secs(61));
-    assert_eq!(
-        rig.cache.lookup_fast("dns://:53", &q.wire, "fast.example.", 1, 1, false, rig.cache.now(), false).hit(),
-        None
-    );
+    assert_eq!(rig.cache.lookup_fast(&fast_query(&q.wire, "fast.example.", false, rig.cache.now()), false).hit(), None);
 }
 
 #[test]
@@ -672,4 +667,9 @@ async fn serve_stale_policy_prefer_positive() {
             assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "the refresh replaced the answer");
         }
     }
+}
+
+/// An IN-class A query for the cache's fast path, as the server's listener would build it.
+fn fast_query<'a>(query: &'a [u8], qname_lower: &'a str, do_bit: bool, now: std::time::Instant) -> FastQuery<'a> {
+    FastQuery { server: "dns://:53", query, qname_lower, qtype: 1, qclass: 1, do_bit, now }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::observe::dns_metrics::{self, Observation};
-use crate::plugin::cache::handler::{Cache, FastLookup};
+use crate::plugin::cache::handler::{Cache, FastLookup, FastQuery};
 use crate::plugin::forward::direct::{Completion, Datagram, DirectOutcome, DirectRef};
 use crate::plugin::forward::handler::ForwardChain;
 
@@ -157,8 +157,16 @@ pub fn try_serve(
         (Proto::Udp, Some((s, _, _))) => (s as usize).max(512),
         (Proto::Udp, None) => 512,
     };
-    let mut out = match cache.lookup_fast(&lr.label, buf, q.name, q.qtype, q.qclass, do_bit, started, target.is_some())
-    {
+    let fq = FastQuery {
+        server: &lr.label,
+        query: buf,
+        qname_lower: q.name,
+        qtype: q.qtype,
+        qclass: q.qclass,
+        do_bit,
+        now: started,
+    };
+    let mut out = match cache.lookup_fast(&fq, target.is_some()) {
         FastLookup::Hit(out) => out,
         FastLookup::Pass => return Fast::Slow,
         FastLookup::Miss => {
@@ -239,7 +247,16 @@ fn answer_miss(
     let q = parse(&query, &mut lower)?;
     let cache = entry.block.fast_cache.as_ref().and_then(|c| c.as_any()?.downcast_ref::<Cache>())?;
     let do_bit = q.edns.is_some_and(|e| e.1);
-    let processed = cache.store_miss_reply(&lr.label, &query, q.name, q.qtype, q.qclass, do_bit, started, reply);
+    let fq = FastQuery {
+        server: &lr.label,
+        query: &query,
+        qname_lower: q.name,
+        qtype: q.qtype,
+        qclass: q.qclass,
+        do_bit,
+        now: started,
+    };
+    let processed = cache.store_miss_reply(&fq, reply);
     let (rcode, response_size) = (wire::rcode(&processed), processed.len());
     // Without OPT a reply that fits needs nothing from the scrub (its ID is the client's).
     let out = if q.edns.is_none() && processed.len() <= 512 {

@@ -170,15 +170,6 @@ impl Cache {
     /// answered [`FastLookup::Hit`] with a complete reply (without OPT), counted as a request
     /// and a hit.
     ///
-    /// The caller supplies:
-    /// - `server`: the listener label (`dns://:53`), for metrics;
-    /// - `query`: the client's whole query in wire form (header and question; ID, opcode, RD, CD
-    ///   and AD are read from it, and the reply's question is spelled as it is here);
-    /// - `qname_lower`, `qtype`, `qclass`: the first question, name lower-cased with trailing dot;
-    /// - `do_bit`: the DO bit of the client's OPT (false without OPT);
-    /// - `now`: the current instant;
-    /// - `take_miss`: whether the caller can complete a miss itself (see below).
-    ///
     /// Only call it when no plugin before `cache` in the chain could change or answer the query.
     /// The caller must add the client's OPT and truncate to the client's size, exactly as for a
     /// reply the chain wrote. [`FastLookup::Pass`] (nothing counted) means the chain must run:
@@ -188,18 +179,8 @@ impl Cache {
     /// answered [`FastLookup::Miss`]; the caller must then send it on exactly as the cache
     /// would (AD set) and hand the reply to [`Cache::store_miss_reply`]. Without it such a miss
     /// is [`FastLookup::Pass`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn lookup_fast(
-        &self,
-        server: &str,
-        query: &[u8],
-        qname_lower: &str,
-        qtype: u16,
-        qclass: u16,
-        do_bit: bool,
-        now: Instant,
-        take_miss: bool,
-    ) -> FastLookup {
+    pub fn lookup_fast(&self, fq: &FastQuery<'_>, take_miss: bool) -> FastLookup {
+        let FastQuery { server, query, qname_lower, qtype, qclass, do_bit, now } = *fq;
         let inner = &self.inner;
         if !zones_match(&inner.cfg.zones, qname_lower) {
             return FastLookup::Pass;
@@ -238,23 +219,33 @@ impl Cache {
     /// wrote for the client's `query` (the query as the client sent it, AD unchanged); it is
     /// processed exactly as a reply written down the chain (TTLs clamped, stored when allowed,
     /// AD rule) and returned for the client. `now` is the instant of the look-up.
-    #[allow(clippy::too_many_arguments)]
-    pub fn store_miss_reply(
-        &self,
-        server: &str,
-        query: &[u8],
-        qname_lower: &str,
-        qtype: u16,
-        qclass: u16,
-        do_bit: bool,
-        now: Instant,
-        reply: Vec<u8>,
-    ) -> Vec<u8> {
+    pub fn store_miss_reply(&self, fq: &FastQuery<'_>, reply: Vec<u8>) -> Vec<u8> {
+        let FastQuery { server, query, qname_lower, qtype, qclass, do_bit, now } = *fq;
         let inner = &self.inner;
         let Some(q) = Q::new(query, qname_lower, qtype, qclass, do_bit) else { return reply };
         let h = inner.metrics.get(server);
         inner.process(reply, &q, &h, Mode::Miss, now).wire
     }
+}
+
+/// A query as the server's fast path sees it, before a full [`Request`] exists.
+#[derive(Clone, Copy, Debug)]
+pub struct FastQuery<'a> {
+    /// The listener label (`dns://:53`), for metrics.
+    pub server: &'a str,
+    /// The client's whole query in wire form (header and question; ID, opcode, RD, CD and AD
+    /// are read from it, and a reply's question is spelled as it is here).
+    pub query: &'a [u8],
+    /// The first question's name, lower-cased, with the trailing dot.
+    pub qname_lower: &'a str,
+    /// Question type.
+    pub qtype: u16,
+    /// Question class.
+    pub qclass: u16,
+    /// The DO bit of the client's OPT (false without OPT).
+    pub do_bit: bool,
+    /// The instant of the look-up.
+    pub now: Instant,
 }
 
 /// What [`Cache::lookup_fast`] found.
