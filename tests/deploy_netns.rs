@@ -7,10 +7,10 @@
 //! The host's interfaces and rules are never touched: everything lives in the namespace, which
 //! is deleted on drop, also when an assertion fails.
 
+mod netns_common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -80,21 +80,7 @@ impl Netns {
 
     /// Runs `f` on a thread that joined this namespace (verified before `f` runs).
     fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = self.path();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let file = std::fs::File::open(&path).expect("open netns");
-                // SAFETY: a valid namespace fd; only this thread's namespace changes.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns failed");
-                let want = std::fs::metadata(&path).expect("stat netns").ino();
-                let have = std::fs::metadata("/proc/thread-self/ns/net").expect("stat own netns").ino();
-                assert_eq!(have, want, "thread is not in the test namespace");
-                f()
-            })
-            .join()
-            .expect("netns thread panicked")
-        })
+        netns_common::run_in(&self.path(), f)
     }
 
     fn command(&self, args: &[&str]) -> Command {

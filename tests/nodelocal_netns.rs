@@ -3,7 +3,8 @@
 //! namespace. Skipped (with the reason printed) when not root or when `ip`/`iptables` are
 //! missing. The host's interfaces and rules are never touched.
 
-use std::os::unix::fs::MetadataExt;
+mod netns_common;
+
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -82,22 +83,7 @@ impl Netns {
 
     /// Runs `f` on a thread inside this namespace (verified before `f` runs).
     fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = self.path();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let file = std::fs::File::open(&path).expect("open netns");
-                use std::os::fd::AsRawFd;
-                // SAFETY: a valid namespace fd; only this thread's namespace changes.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns failed");
-                let want = std::fs::metadata(&path).expect("stat netns").ino();
-                let have = std::fs::metadata("/proc/thread-self/ns/net").expect("stat own netns").ino();
-                assert_eq!(have, want, "thread is not in the test namespace");
-                f()
-            })
-            .join()
-            .expect("netns thread panicked")
-        })
+        netns_common::run_in(&self.path(), f)
     }
 
     /// Runs a command inside the namespace from the outside and returns stdout.
