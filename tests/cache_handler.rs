@@ -541,22 +541,21 @@ async fn lookup_fast_answers_fresh_hits_only() {
     let rig = Rig::new(cfg(), positive(60));
     let now = rig.cache.now();
     let q = query("Fast.Example.", RecordType::A, 7, false);
-    assert_eq!(rig.cache.lookup_fast(&fast_query(&q.wire, "fast.example.", false, now), false).hit(), None);
+    assert_eq!(rig.cache.lookup_fast(&fast_query(&q.wire, "fast.example.", false, now)).hit(), None);
     rig.msg("fast.example.", RecordType::A, 1).await;
-    let out =
-        rig.cache.lookup_fast(&fast_query(&q.wire, "fast.example.", false, rig.cache.now()), false).hit().unwrap();
+    let out = rig.cache.lookup_fast(&fast_query(&q.wire, "fast.example.", false, rig.cache.now())).hit().unwrap();
     let m = Message::from_vec(&out).unwrap();
     assert_eq!(m.metadata.id, 7);
     assert!(m.metadata.authoritative);
     assert_eq!(m.queries[0].name.to_ascii(), "Fast.Example.");
     assert_eq!(m.answers.len(), 1);
     assert_eq!(
-        rig.cache.lookup_fast(&fast_query(&q.wire, "fast.example.", true, rig.cache.now()), false).hit(),
+        rig.cache.lookup_fast(&fast_query(&q.wire, "fast.example.", true, rig.cache.now())).hit(),
         None,
         "DO is part of the key"
     );
     rig.cache.advance_clock(Duration::from_secs(61));
-    assert_eq!(rig.cache.lookup_fast(&fast_query(&q.wire, "fast.example.", false, rig.cache.now()), false).hit(), None);
+    assert_eq!(rig.cache.lookup_fast(&fast_query(&q.wire, "fast.example.", false, rig.cache.now())).hit(), None);
 }
 
 #[test]

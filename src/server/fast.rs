@@ -144,13 +144,6 @@ pub fn try_serve(
     let Some(cache) = entry.block.fast_cache.as_ref().and_then(|c| c.as_any()?.downcast_ref::<Cache>()) else {
         return Fast::Slow;
     };
-    // HINFO is the `loop` plugin's probe type: it must go through the chain.
-    let target = match (udp, &entry.block.fast_forward) {
-        (Some(_), Some(fwd)) if q.qtype != 13 => {
-            fwd.as_any().and_then(|a| a.downcast_ref::<ForwardChain>()).and_then(|f| f.direct_target(q.name))
-        }
-        _ => None,
-    };
     let do_bit = q.edns.is_some_and(|e| e.1);
     let size = match (proto, q.edns) {
         (Proto::Tcp, _) => 65535,
@@ -166,11 +159,19 @@ pub fn try_serve(
         do_bit,
         now: started,
     };
-    let mut out = match cache.lookup_fast(&fq, target.is_some()) {
+    let mut out = match cache.lookup_fast(&fq) {
         FastLookup::Hit(out) => out,
         FastLookup::Pass => return Fast::Slow,
-        FastLookup::Miss => {
+        FastLookup::Absent => {
+            // HINFO is the `loop` plugin's probe type: it must go through the chain.
+            let target = match (udp, &entry.block.fast_forward) {
+                (Some(_), Some(fwd)) if q.qtype != 13 => {
+                    fwd.as_any().and_then(|a| a.downcast_ref::<ForwardChain>()).and_then(|f| f.direct_target(q.name))
+                }
+                _ => None,
+            };
             let (Some(direct), Some((lr, ret))) = (target, udp) else { return Fast::Slow };
+            cache.count_fast_miss(&lr.label);
             return forward_miss(direct, lr, entry, ret, buf, client, size, started);
         }
     };

@@ -174,27 +174,18 @@ impl Cache {
     /// The caller must add the client's OPT and truncate to the client's size, exactly as for a
     /// reply the chain wrote. [`FastLookup::Pass`] (nothing counted) means the chain must run:
     /// the name is outside the cache's zones, the entry is stale, or prefetch is configured
-    /// (hits then need the chain for background refreshes). With `take_miss`, a query for
-    /// which the chain's cache would find nothing at all is counted as a request and a miss and
-    /// answered [`FastLookup::Miss`]; the caller must then send it on exactly as the cache
-    /// would (AD set) and hand the reply to [`Cache::store_miss_reply`]. Without it such a miss
-    /// is [`FastLookup::Pass`].
-    pub fn lookup_fast(&self, fq: &FastQuery<'_>, take_miss: bool) -> FastLookup {
+    /// (hits then need the chain for background refreshes). [`FastLookup::Absent`] (nothing
+    /// counted) means the chain's cache would find nothing at all: the caller either runs the
+    /// chain, or completes the miss itself: [`Cache::count_fast_miss`], then the query sent on
+    /// exactly as the cache would (AD set), and the reply handed to [`Cache::store_miss_reply`].
+    pub fn lookup_fast(&self, fq: &FastQuery<'_>) -> FastLookup {
         let FastQuery { server, query, qname_lower, qtype, qclass, do_bit, now } = *fq;
         let inner = &self.inner;
         if !zones_match(&inner.cfg.zones, qname_lower) {
             return FastLookup::Pass;
         }
         let Some(q) = Q::new(query, qname_lower, qtype, qclass, do_bit) else { return FastLookup::Pass };
-        let Some((entry, denial)) = inner.lookup(&q, now) else {
-            if !take_miss {
-                return FastLookup::Pass;
-            }
-            let h = inner.metrics.get(server);
-            h.requests().inc();
-            h.misses().inc();
-            return FastLookup::Miss;
-        };
+        let Some((entry, denial)) = inner.lookup(&q, now) else { return FastLookup::Absent };
         // Prefetch counts hits per entry and may start a refresh: that needs the chain.
         if inner.cfg.prefetch > 0 {
             return FastLookup::Pass;
@@ -213,6 +204,14 @@ impl Cache {
             h.hits_success().inc()
         };
         FastLookup::Hit(out)
+    }
+
+    /// Counts a miss the server completes itself (after [`FastLookup::Absent`]) as the chain's
+    /// cache would: a request and a miss.
+    pub fn count_fast_miss(&self, server: &str) {
+        let h = self.inner.metrics.get(server);
+        h.requests().inc();
+        h.misses().inc();
     }
 
     /// Completes a miss taken with [`Cache::lookup_fast`]: `reply` is what the next plugin
@@ -253,8 +252,8 @@ pub struct FastQuery<'a> {
 pub enum FastLookup {
     /// A fresh hit: the reply (without OPT), counted.
     Hit(Vec<u8>),
-    /// Nothing cached; counted as a miss, the caller completes it.
-    Miss,
+    /// Nothing cached; nothing counted yet.
+    Absent,
     /// The chain must handle the query; nothing counted.
     Pass,
 }
@@ -264,7 +263,7 @@ impl FastLookup {
     pub fn hit(self) -> Option<Vec<u8>> {
         match self {
             FastLookup::Hit(out) => Some(out),
-            FastLookup::Miss | FastLookup::Pass => None,
+            FastLookup::Absent | FastLookup::Pass => None,
         }
     }
 }
