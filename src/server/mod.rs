@@ -1,6 +1,7 @@
 //! Listeners, request parsing, zone routing, reply scrubbing, and the runtime that ties a plan's
 //! plugin chains to sockets.
 
+pub mod client;
 pub mod fast;
 pub mod handle;
 pub mod listeners;

@@ -156,20 +156,7 @@ async fn exchange(qname: &str, to: SocketAddr) -> Result<(), String> {
     m.metadata.recursion_desired = true;
     m.add_query(Query::query(Name::from_ascii(qname).map_err(|e| e.to_string())?, RecordType::HINFO));
     let wire = m.to_vec().map_err(|e| e.to_string())?;
-    let bind: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(|_| "bind")?;
-    let sock = tokio::net::UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
-    sock.connect(to).await.map_err(|e| e.to_string())?;
-    sock.send(&wire).await.map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; 65535];
-    let wait = async {
-        loop {
-            let n = sock.recv(&mut buf).await.map_err(|e| e.to_string())?;
-            if n >= 2 && buf[..2] == wire[..2] {
-                return Ok::<(), String>(());
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(2), wait).await.map_err(|_| "i/o timeout".to_string())?
+    crate::server::client::udp_exchange(to, &wire, Duration::from_secs(2)).await.map(|_| ())
 }
 
 impl Plugin for Loop {

@@ -345,20 +345,8 @@ pub async fn lookup_name(
     edns.set_dnssec_ok(dnssec_ok);
     q.edns = Some(edns);
     let wire = q.to_vec().map_err(|e| e.to_string())?;
-    let bind: std::net::SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
-    let sock = tokio::net::UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
-    sock.connect(addr).await.map_err(|e| e.to_string())?;
-    sock.send(&wire).await.map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; 65535];
-    let wait = async {
-        loop {
-            let n = sock.recv(&mut buf).await.map_err(|e| e.to_string())?;
-            if n >= 2 && buf[..2] == wire[..2] {
-                return Message::from_vec(&buf[..n]).map_err(|e| e.to_string());
-            }
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(2), wait).await.map_err(|_| "i/o timeout".to_string())?
+    let reply = crate::server::client::udp_exchange(addr, &wire, std::time::Duration::from_secs(2)).await?;
+    Message::from_vec(&reply).map_err(|e| e.to_string())
 }
 
 /// Parses one resource record in zone-file syntax the way miekg's `dns.NewRR` does: origin
