@@ -13,6 +13,7 @@ pub mod engine;
 pub mod gocompat;
 pub mod goflag;
 pub mod lifecycle;
+pub mod memory;
 pub mod nodelocal;
 pub mod observe;
 pub mod plugin;

@@ -343,9 +343,9 @@ async fn connections_are_pooled_and_expire() {
         s.ask(&format!("p{i}.example."), Proto::Udp).await;
         s.ask(&format!("t{i}.example."), Proto::Tcp).await;
     }
-    assert_eq!(r.distinct_udp_ports(), 1, "the UDP socket is reused");
+    assert_eq!(r.distinct_udp_ports(), 4, "every UDP query leaves from a socket of its own");
     assert_eq!(r.seen.tcp_conns.load(Ordering::SeqCst), 1, "the TCP connection is reused");
-    assert_eq!(s.upstream(0).idle_conns(), (1, 1));
+    assert_eq!(s.upstream(0).idle_conns(), (0, 1), "UDP sockets are never pooled");
 
     let r2 = Responder::start(Behavior::default()).await;
     let e = Setup::new(&format!("forward . {} {{\nexpire 0s\n}}", r2.addr));
@@ -359,10 +359,10 @@ async fn connections_are_pooled_and_expire() {
     let m = Arc::new(m);
     join_all((0..4).map(|i| {
         let m = m.clone();
-        async move { m.ask(&format!("m{i}.example."), Proto::Udp).await }
+        async move { m.ask(&format!("m{i}.example."), Proto::Tcp).await }
     }))
     .await;
-    assert_eq!(m.upstream(0).idle_conns().0, 1);
+    assert_eq!(m.upstream(0).idle_conns(), (0, 1), "at most max_idle_conns idle TCP connections are kept");
 }
 
 #[tokio::test]
@@ -459,8 +459,10 @@ async fn metrics_use_coredns_names_and_labels() {
     prometheus_client::encoding::text::encode(&mut text, &nodecache::observe::registry().lock()).unwrap();
     let to = r.addr.to_string();
     let has = |needle: String| assert!(text.lines().any(|l| l == needle), "missing {needle:?}");
-    has(format!("coredns_proxy_conn_cache_misses_total{{proxy_name=\"forward\",to=\"{to}\",proto=\"udp\"}} 1"));
-    has(format!("coredns_proxy_conn_cache_hits_total{{proxy_name=\"forward\",to=\"{to}\",proto=\"udp\"}} 2"));
+    // Every UDP query opens a socket of its own: three misses, no hits.
+    has(format!("coredns_proxy_conn_cache_misses_total{{proxy_name=\"forward\",to=\"{to}\",proto=\"udp\"}} 3"));
+    assert!(!text
+        .contains(&format!("coredns_proxy_conn_cache_hits_total{{proxy_name=\"forward\",to=\"{to}\",proto=\"udp\"}}")));
     has(format!("coredns_proxy_conn_cache_misses_total{{proxy_name=\"forward\",to=\"{to}\",proto=\"tcp\"}} 1"));
     has(format!(
         "coredns_proxy_request_duration_seconds_count{{proxy_name=\"forward\",to=\"{to}\",rcode=\"NOERROR\"}} 4"

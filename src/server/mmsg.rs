@@ -57,6 +57,21 @@ impl RecvBatch {
     /// Waits for at least one datagram on `fd` (up to the socket's read timeout), then takes
     /// what else is queued without waiting. Returns how many were read (0 on timeout or error).
     pub fn recv(&mut self, fd: RawFd) -> usize {
+        self.recv_flags(fd, libc::MSG_WAITFORONE).unwrap_or(0)
+    }
+
+    /// Takes what is queued on `fd` without waiting: how many were read, or the socket's error
+    /// (`WouldBlock` when nothing is queued).
+    pub fn try_recv(&mut self, fd: RawFd) -> std::io::Result<usize> {
+        self.recv_flags(fd, libc::MSG_DONTWAIT)
+    }
+
+    /// The number of datagrams one call can read.
+    pub fn capacity(&self) -> usize {
+        self.msgs.len()
+    }
+
+    fn recv_flags(&mut self, fd: RawFd, flags: libc::c_int) -> std::io::Result<usize> {
         let count = self.msgs.len();
         for i in 0..count {
             let buf = &mut self.bufs[i * self.size..(i + 1) * self.size];
@@ -72,16 +87,12 @@ impl RecvBatch {
             m.msg_len = 0;
         }
         // SAFETY: every mmsghdr points at buffers owned by `self`, alive for the call.
-        let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.msgs.as_mut_ptr(),
-                count as libc::c_uint,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        n.max(0) as usize
+        let n =
+            unsafe { libc::recvmmsg(fd, self.msgs.as_mut_ptr(), count as libc::c_uint, flags, std::ptr::null_mut()) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(n as usize)
     }
 
     /// Datagram `i` of the last [`RecvBatch::recv`], and whether the kernel cut it to fit.

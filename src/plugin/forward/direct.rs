@@ -1,33 +1,44 @@
-//! A shared UDP path to one upstream for the server's cache-miss fast path.
+//! The UDP path to one upstream for the server's cache-miss fast path.
 //!
-//! One connected socket per upstream carries many queries at once, told apart by a random
-//! message ID per query; one responder thread reads the replies in batches (`recvmmsg`) and
-//! completes each query with a callback. Compared with the pooled exchange (a socket per
-//! query in flight, a task, a timer and a readiness wait per reply) this costs one `send` per
-//! query and a share of one `recvmmsg` per reply.
+//! Every query leaves from a socket of its own: opened for it, connected to the upstream (so
+//! the kernel drops datagrams from any other address or port), sent once under a random
+//! message ID, and closed when its reply arrives or it gives up. An attacker who learnt the
+//! source port of an earlier query learns nothing about the next one; a forgery must guess a
+//! fresh ephemeral port and a 16-bit ID at once. A datagram on the right socket whose ID or
+//! question (name, type, class) differs from the query's is dropped and counted
+//! (`nodecache_forward_dropped_replies_total`), and the query goes on waiting.
 //!
-//! It checks replies exactly as [`super::upstream::Upstream::exchange`] does (ID, overflow of
+//! One responder thread per upstream waits on all of these sockets with one `epoll` and
+//! completes each query with a callback, sending the client replies of a wake-up together
+//! (`sendmmsg`). Each waiting query holds one of the upstream's waiting slots
+//! ([`super::waiting`]), which bounds sockets and memory when the upstream stops answering.
+//!
+//! It checks replies exactly as [`super::upstream::Upstream::exchange`] does (overflow of
 //! the client's size, well-formedness, the question) and records the same upstream metrics.
 //! Anything it cannot judge, and every query without a reply within the read timeout, is
 //! completed with [`DirectOutcome::Failed`]; the caller then runs the query through the
 //! plugin chain, whose attempt loop retries, fails over and reports errors as usual.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::metrics::Dropped;
 use super::msg;
 use super::upstream::Upstream;
+use super::waiting::{WaitLimit, WaitSlot};
 use crate::server::mmsg::{send_many, RecvBatch};
 use crate::server::wire;
 
-/// Replies read per `recvmmsg`.
-const BATCH: usize = 16;
+/// Readiness events handled per wake-up of the responder.
+const BATCH: usize = 64;
+/// Datagrams read per `recvmmsg` from one query socket (normally just its reply).
+const READ_BATCH: usize = 4;
 /// Receive buffer per reply: a reply longer than this is judged by the chain instead.
 const READ_SIZE: usize = 4096 + 1;
 /// How often the responder wakes without traffic to expire queries and notice shutdown.
@@ -91,13 +102,40 @@ pub(super) struct Pending {
     pub(super) conn: u64,
     /// The completion.
     pub(super) done: Completion,
+    /// Its place among the upstream's waiting queries.
+    pub(super) _slot: WaitSlot,
 }
 
-/// The direct path to one upstream.
+/// One of the upstream's query sockets: registered with the responder's epoll once, used by
+/// one query at a time, each time under a new ephemeral port.
+#[derive(Default)]
+struct SockState {
+    /// The socket (None while closed to keep idle descriptors few).
+    fd: Option<OwnedFd>,
+    /// The query waiting on it.
+    pending: Option<Box<Pending>>,
+}
+
+/// Idle query sockets always kept open per upstream.
+const MIN_IDLE: usize = 16;
+/// How long an idle socket may go unused before it is closed.
+const IDLE_FOR: Duration = Duration::from_secs(10);
+
+/// The direct UDP path to one upstream.
 pub struct DirectUdp {
-    sock: UdpSocket,
-    pending: Mutex<HashMap<u16, Pending>>,
+    epoll: OwnedFd,
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    /// Query sockets by epoll token; at most one per waiting slot.
+    sockets: Box<[Mutex<SockState>]>,
+    /// Tokens of open sockets without a query (disconnected, nothing queued).
+    idle: Mutex<Vec<u32>>,
+    /// Tokens whose socket is closed.
+    closed: Mutex<Vec<u32>>,
+    /// Tokens never used yet start here.
+    fresh: AtomicU32,
     upstream: Weak<Upstream>,
+    limit: Arc<WaitLimit>,
     read_timeout: Duration,
 }
 
@@ -107,16 +145,87 @@ impl std::fmt::Debug for DirectUdp {
     }
 }
 
+/// A new non-blocking UDP socket for queries to `to` (bound to `source` when set).
+fn open_socket(to: SocketAddr, source: Option<IpAddr>) -> io::Result<OwnedFd> {
+    let domain = if to.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let sock = socket2::Socket::new(domain, socket2::Type::DGRAM.nonblocking().cloexec(), None)?;
+    if let Some(ip) = source {
+        sock.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    Ok(sock.into())
+}
+
+/// Connects `fd` to `to`. The socket holds no port before (see [`release_port`]), so the
+/// kernel binds it to a new ephemeral port chosen at random; from then on only datagrams
+/// from `to` reach it.
+fn connect_fresh_port(fd: RawFd, to: SocketAddr) -> io::Result<()> {
+    let addr = socket2::SockAddr::from(to);
+    // SAFETY: `addr` is a valid socket address of the given length.
+    if unsafe { libc::connect(fd, addr.as_ptr().cast(), addr.len()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Gives back the socket's ephemeral port by connecting to `AF_UNSPEC`: from then on nothing
+/// can arrive on it, though what arrived before stays queued until read.
+fn release_port(fd: RawFd) {
+    let unspec = libc::sockaddr { sa_family: libc::AF_UNSPEC as libc::sa_family_t, sa_data: [0; 14] };
+    // SAFETY: `unspec` is a live sockaddr of the given size.
+    unsafe { libc::connect(fd, &unspec, std::mem::size_of::<libc::sockaddr>() as libc::socklen_t) };
+}
+
+/// Reads everything queued on `fd` with `batch`, handing each datagram (and whether it was
+/// cut to fit) and its sender to `each`.
+fn drain(fd: RawFd, batch: &mut RecvBatch, mut each: impl FnMut(&[u8], bool, Option<SocketAddr>)) {
+    let mut failed = false;
+    for _ in 0..64 {
+        match batch.try_recv(fd) {
+            Ok(n) => {
+                for i in 0..n {
+                    let (got, cut) = batch.datagram(i);
+                    each(got, cut, batch.source(i));
+                }
+                if n < batch.capacity() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // A reported error (an ICMP port unreachable) is consumed by this read; what
+            // was queued besides is read on the next turn.
+            Err(_) if !failed => failed = true,
+            Err(_) => break,
+        }
+    }
+}
+
 impl DirectUdp {
-    /// Opens the socket to `upstream` (from `source` when set) and starts the responder thread.
-    pub fn start(upstream: &Arc<Upstream>, source: SocketAddr, read_timeout: Duration) -> io::Result<Arc<DirectUdp>> {
-        let sock = UdpSocket::bind(source)?;
-        sock.connect(upstream.addr)?;
-        sock.set_read_timeout(Some(TICK))?;
+    /// The path to `upstream` (queries sent from `source` when set), with at most
+    /// `limit`'s capacity of queries waiting; starts the responder thread.
+    pub fn start(
+        upstream: &Arc<Upstream>,
+        source: Option<IpAddr>,
+        limit: Arc<WaitLimit>,
+        read_timeout: Duration,
+    ) -> io::Result<Arc<DirectUdp>> {
+        // SAFETY: plain system call; the result is checked before use.
+        let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if epfd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `epfd` is a new descriptor owned by nothing else.
+        let epoll = unsafe { OwnedFd::from_raw_fd(epfd) };
         let direct = Arc::new(DirectUdp {
-            sock,
-            pending: Mutex::new(HashMap::new()),
+            epoll,
+            addr: upstream.addr,
+            source,
+            sockets: (0..limit.capacity()).map(|_| Mutex::new(SockState::default())).collect(),
+            idle: Mutex::new(Vec::new()),
+            closed: Mutex::new(Vec::new()),
+            fresh: AtomicU32::new(0),
             upstream: Arc::downgrade(upstream),
+            limit,
             read_timeout,
         });
         let thread_ref = direct.clone();
@@ -126,48 +235,153 @@ impl DirectUdp {
 
     /// Queries waiting for a reply.
     pub fn in_flight(&self) -> usize {
-        self.pending.lock().len()
+        self.sockets.iter().filter(|s| s.lock().pending.is_some()).count()
     }
 
-    /// Sends `query` (the client's message ID in it) under a fresh ID; `limit` is the client's
-    /// reply size. On success `done` is called later with the outcome; on failure it is
-    /// handed back unused.
+    /// Query sockets open now (idle or carrying a query).
+    pub fn open_sockets(&self) -> usize {
+        self.sockets.iter().filter(|s| s.lock().fd.is_some()).count()
+    }
+
+    /// A socket token for one query: an idle open socket, else a closed or never used token
+    /// (the caller opens its socket). The waiting slot held by the caller guarantees one.
+    fn take_token(&self) -> Option<u32> {
+        if let Some(t) = self.idle.lock().pop() {
+            return Some(t);
+        }
+        if let Some(t) = self.closed.lock().pop() {
+            return Some(t);
+        }
+        let t = self.fresh.fetch_add(1, Ordering::Relaxed);
+        if (t as usize) < self.sockets.len() {
+            return Some(t);
+        }
+        self.fresh.fetch_sub(1, Ordering::Relaxed);
+        None
+    }
+
+    /// Puts a token back after its query (its port given back, nothing queued). Idle sockets
+    /// unused for a while are closed by [`DirectUdp::trim_idle`].
+    fn put_token(&self, token: u32, state: &mut SockState) {
+        if state.fd.is_some() {
+            self.idle.lock().push(token);
+        } else {
+            self.closed.lock().push(token);
+        }
+    }
+
+    /// Closes the idle sockets that no query used since the last call: the fewest idle seen at
+    /// any sweep in between (`low`) were idle all along. The stack's bottom is the least
+    /// recently used. Keeps [`MIN_IDLE`] open.
+    fn trim_idle(&self, low: usize) {
+        let surplus = low.saturating_sub(MIN_IDLE);
+        if surplus == 0 {
+            return;
+        }
+        let victims: Vec<u32> = {
+            let mut idle = self.idle.lock();
+            let n = surplus.min(idle.len());
+            idle.drain(..n).collect()
+        };
+        for token in &victims {
+            if let Some(cell) = self.sockets.get(*token as usize) {
+                cell.lock().fd = None;
+            }
+        }
+        self.closed.lock().extend(victims);
+    }
+
+    /// Opens the socket of `state` if it is closed and registers it under `token`.
+    fn ensure_open(&self, token: u32, state: &mut SockState) -> io::Result<RawFd> {
+        if let Some(fd) = &state.fd {
+            return Ok(fd.as_raw_fd());
+        }
+        let fd = open_socket(self.addr, self.source)?;
+        let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: u64::from(token) };
+        // SAFETY: both descriptors are open; `event` is a live struct.
+        if unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), &mut event) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let raw = fd.as_raw_fd();
+        state.fd = Some(fd);
+        Ok(raw)
+    }
+
+    /// Sends `query` (the client's message ID in it) under a random ID from a new random
+    /// source port; `limit` is the client's reply size. On success `done` is called later
+    /// with the outcome; on failure (no waiting slot, no socket) it is handed back unused.
     pub fn send(&self, mut sent: Vec<u8>, limit: usize, done: Completion) -> Result<(), Completion> {
         let Some(client_id) = wire::id(&sent) else { return Err(done) };
-        let mut pending = self.pending.lock();
-        let Some(id) = (0..ID_TRIES).map(|_| rand::random::<u16>()).find(|id| !pending.contains_key(id)) else {
+        let Some(slot) = self.limit.try_acquire() else {
+            if let Some(up) = self.upstream.upgrade() {
+                up.record_waiting_rejected();
+            }
             return Err(done);
         };
-        wire::set_id(&mut sent, id);
-        // The lock is held across the send so that the reply cannot be read before its entry
-        // exists. SAFETY: `sent` is a live buffer of the given length; MSG_DONTWAIT never blocks.
-        let n = unsafe { libc::send(self.sock.as_raw_fd(), sent.as_ptr().cast(), sent.len(), libc::MSG_DONTWAIT) };
-        if n < 0 {
+        let Some(token) = self.take_token() else { return Err(done) };
+        let Some(cell) = self.sockets.get(token as usize) else { return Err(done) };
+        // The socket stays locked until the query is recorded, so the responder cannot read
+        // the reply before it knows what to match it against.
+        let mut state = cell.lock();
+        let sent_ok = self.ensure_open(token, &mut state).and_then(|fd| {
+            connect_fresh_port(fd, self.addr)?;
+            wire::set_id(&mut sent, rand::random::<u16>());
+            // SAFETY: `sent` is a live buffer of the given length; MSG_DONTWAIT never blocks.
+            if unsafe { libc::send(fd, sent.as_ptr().cast(), sent.len(), libc::MSG_DONTWAIT) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+        if let Err(e) = sent_ok {
+            tracing::debug!("direct UDP query to {}: {e}", self.addr);
+            if let Some(fd) = &state.fd {
+                release_port(fd.as_raw_fd());
+                drain(fd.as_raw_fd(), &mut RecvBatch::new(1, 64), |_, _, _| {});
+            }
+            self.put_token(token, &mut state);
             return Err(done);
         }
-        pending.insert(id, Pending { sent, client_id, limit, started: Instant::now(), conn: 0, done });
+        if let Some(up) = self.upstream.upgrade() {
+            up.record_udp_socket();
+        }
+        state.pending =
+            Some(Box::new(Pending { sent, client_id, limit, started: Instant::now(), conn: 0, done, _slot: slot }));
         Ok(())
     }
 
-    /// The responder loop: read replies in batches, complete their queries, expire the ones
-    /// past the read timeout; ends when the upstream is gone, failing what is left.
+    /// The responder loop: wait for readable query sockets, complete their queries, expire the
+    /// ones past the read timeout, close sockets idle too long; ends when the upstream is
+    /// gone, failing what is left.
     fn respond(self: Arc<Self>) {
-        let fd = self.sock.as_raw_fd();
-        let mut batch = RecvBatch::new(BATCH, READ_SIZE);
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; BATCH];
+        let mut batch = RecvBatch::new(READ_BATCH, READ_SIZE);
         let mut last_sweep = Instant::now();
+        let mut last_trim = last_sweep;
+        let mut idle_low = usize::MAX;
         let mut out: Vec<Datagram> = Vec::with_capacity(BATCH);
+        let tick_ms = TICK.as_millis() as libc::c_int;
         loop {
-            let n = batch.recv(fd);
+            // SAFETY: `events` is a live array of BATCH entries.
+            let n =
+                unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), BATCH as libc::c_int, tick_ms) };
             let upstream = self.upstream.upgrade();
-            for i in 0..n {
-                let (reply, cut) = batch.datagram(i);
-                out.extend(self.complete(reply, cut, upstream.as_deref()));
+            for ev in events.iter().take(n.max(0) as usize) {
+                let token = ev.u64 as u32;
+                if let Some(d) = self.readable(token, &mut batch, upstream.as_deref()) {
+                    out.push(d);
+                }
             }
             send_all(&mut out);
             let now = Instant::now();
-            if now.duration_since(last_sweep) >= TICK || n == 0 {
+            if now.duration_since(last_sweep) >= TICK || n <= 0 {
                 last_sweep = now;
-                self.expire(now, upstream.is_none());
+                self.expire(now, upstream.is_none(), &mut batch);
+                idle_low = idle_low.min(self.idle.lock().len());
+                if now.duration_since(last_trim) >= IDLE_FOR {
+                    self.trim_idle(idle_low);
+                    last_trim = now;
+                    idle_low = usize::MAX;
+                }
             }
             if upstream.is_none() {
                 return;
@@ -175,11 +389,42 @@ impl DirectUdp {
         }
     }
 
-    /// Completes the query a reply belongs to (unknown IDs are late or stray and ignored).
-    fn complete(&self, reply: &[u8], cut: bool, upstream: Option<&Upstream>) -> Option<Datagram> {
-        let id = wire::id(reply)?;
-        let p = self.pending.lock().remove(&id)?;
-        let outcome = judge(reply, cut, &p);
+    /// Handles a readable socket: gives its port back first, so that what is queued is all
+    /// that will ever reach its query, then reads all of it. The first datagram from the
+    /// upstream with the query's ID and question is the reply; any other is dropped and
+    /// counted. Without a reply the query fails over to the chain (which asks again from a
+    /// socket of its own).
+    fn readable(&self, token: u32, batch: &mut RecvBatch, upstream: Option<&Upstream>) -> Option<Datagram> {
+        let cell = self.sockets.get(token as usize)?;
+        let mut state = cell.lock();
+        let fd = state.fd.as_ref()?.as_raw_fd();
+        release_port(fd);
+        let Some(p) = state.pending.take() else {
+            // Idle already (its query expired meanwhile): nothing is queued that matters.
+            drain(fd, batch, |_, _, _| {});
+            return None;
+        };
+        let mut outcome: Option<DirectOutcome> = None;
+        drain(fd, batch, |got, cut, from| {
+            let why = if from != Some(self.addr) {
+                Dropped::Address
+            } else if wire::id(got) != wire::id(&p.sent) {
+                Dropped::Id
+            } else if !msg::question_matches(&p.sent, got) {
+                Dropped::Question
+            } else if outcome.is_none() {
+                outcome = Some(judge(got, cut, &p));
+                return;
+            } else {
+                Dropped::Duplicate
+            };
+            if let Some(up) = upstream {
+                up.record_dropped_reply(why);
+            }
+        });
+        self.put_token(token, &mut state);
+        drop(state);
+        let outcome = outcome.unwrap_or(DirectOutcome::Failed);
         if let (DirectOutcome::Reply(r), Some(up)) = (&outcome, upstream) {
             up.record_direct(wire::rcode(r), p.started.elapsed());
         }
@@ -187,19 +432,23 @@ impl DirectUdp {
     }
 
     /// Fails every query older than the read timeout (all of them when `all`).
-    fn expire(&self, now: Instant, all: bool) {
-        let expired: Vec<Pending> = {
-            let mut pending = self.pending.lock();
-            if pending.is_empty() {
-                return;
+    fn expire(&self, now: Instant, all: bool, batch: &mut RecvBatch) {
+        let used = (self.fresh.load(Ordering::Relaxed) as usize).min(self.sockets.len());
+        let mut expired: Vec<Box<Pending>> = Vec::new();
+        for (token, cell) in self.sockets.iter().enumerate().take(used) {
+            let mut state = cell.lock();
+            let late =
+                state.pending.as_ref().is_some_and(|p| all || now.duration_since(p.started) >= self.read_timeout);
+            if !late {
+                continue;
             }
-            let ids: Vec<u16> = pending
-                .iter()
-                .filter(|(_, p)| all || now.duration_since(p.started) >= self.read_timeout)
-                .map(|(id, _)| *id)
-                .collect();
-            ids.iter().filter_map(|id| pending.remove(id)).collect()
-        };
+            expired.extend(state.pending.take());
+            if let Some(fd) = &state.fd {
+                release_port(fd.as_raw_fd());
+                drain(fd.as_raw_fd(), batch, |_, _, _| {});
+            }
+            self.put_token(token as u32, &mut state);
+        }
         for p in expired {
             if let Some(d) = (p.done)(DirectOutcome::Failed) {
                 let _ = d.sock.send_to(&d.bytes, d.to);

@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 
 use super::direct::{judge, send_all, Completion, Datagram, DirectOutcome, Pending, ID_TRIES, TICK};
 use super::upstream::Upstream;
+use super::waiting::WaitLimit;
 use crate::server::wire;
 
 /// Connections per upstream (CoreDNS answers the queries of one TCP connection one at a time).
@@ -45,6 +46,7 @@ pub struct DirectTcp {
     next: AtomicUsize,
     pending: Mutex<HashMap<u16, Pending>>,
     upstream: Weak<Upstream>,
+    limit: Arc<WaitLimit>,
     read_timeout: Duration,
 }
 
@@ -60,7 +62,12 @@ fn conn_tag(slot: usize, generation: u32) -> u64 {
 
 impl DirectTcp {
     /// A path to `upstream` (connections are opened on first use).
-    pub fn new(upstream: &Arc<Upstream>, source: Option<IpAddr>, read_timeout: Duration) -> Arc<DirectTcp> {
+    pub fn new(
+        upstream: &Arc<Upstream>,
+        source: Option<IpAddr>,
+        limit: Arc<WaitLimit>,
+        read_timeout: Duration,
+    ) -> Arc<DirectTcp> {
         Arc::new(DirectTcp {
             addr: upstream.addr,
             source,
@@ -68,6 +75,7 @@ impl DirectTcp {
             next: AtomicUsize::new(0),
             pending: Mutex::new(HashMap::new()),
             upstream: Arc::downgrade(upstream),
+            limit,
             read_timeout,
         })
     }
@@ -99,6 +107,12 @@ impl DirectTcp {
         let Some(client_id) = wire::id(&query) else { return Err(done) };
         let Ok(len) = u16::try_from(query.len()) else { return Err(done) };
         let Some(slot_lock) = self.slots.get(index) else { return Err(done) };
+        let Some(waiting) = self.limit.try_acquire() else {
+            if let Some(up) = self.upstream.upgrade() {
+                up.record_waiting_rejected();
+            }
+            return Err(done);
+        };
         let mut slot = slot_lock.lock();
         let Some(stream) = slot.stream.as_ref() else { return Err(done) };
         let conn = conn_tag(index, slot.generation);
@@ -113,7 +127,10 @@ impl DirectTcp {
             wire::set_id(&mut framed[2..], id);
             let mut sent = query;
             wire::set_id(&mut sent, id);
-            pending.insert(id, Pending { sent, client_id, limit: usize::MAX, started: Instant::now(), conn, done });
+            pending.insert(
+                id,
+                Pending { sent, client_id, limit: usize::MAX, started: Instant::now(), conn, done, _slot: waiting },
+            );
             id
         };
         let mut writer: &TcpStream = stream;

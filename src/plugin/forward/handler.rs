@@ -253,6 +253,7 @@ impl Forward {
         framed.extend_from_slice(&req.wire);
 
         let (mut i, mut fails, mut failover_attempts, mut attempts) = (0usize, 0usize, 0usize, 0u64);
+        let mut overloaded = 0usize;
         let mut last_err: Option<String> = None;
         let mut upstream: Option<Arc<str>> = None;
         while tokio::time::Instant::now() < deadline
@@ -294,11 +295,19 @@ impl Forward {
                 }
             };
             match result {
+                Err(ExchangeError::Mismatch) => return Shared { result: LoopResult::Mismatch, upstream },
+                Err(ExchangeError::Overloaded) => {
+                    // Not a health failure: the upstream has too many queries waiting already.
+                    // Another upstream may have room; once each has said no, give up at once.
+                    last_err = Some(format!("too many queries waiting for {}", up.label));
+                    overloaded += 1;
+                    if overloaded >= n {
+                        break;
+                    }
+                    continue;
+                }
                 Err(e) => {
-                    last_err = Some(match e {
-                        ExchangeError::Io(s) => s,
-                        ExchangeError::CachedClosed => "cached connection was closed by peer".to_string(),
-                    });
+                    last_err = Some(e.to_string());
                     if self.max_fails != 0 {
                         up.healthcheck();
                     }

@@ -25,6 +25,8 @@ pub struct Families {
     pub healthcheck_broken: Counter,
     /// `coredns_forward_max_concurrent_rejects_total`.
     pub max_concurrent_rejects: Counter,
+    dropped_replies: Family<Labels3, Counter>,
+    waiting_rejects: Family<Labels2, Counter>,
 }
 
 static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
@@ -35,6 +37,8 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
         conn_cache_misses: Family::default(),
         healthcheck_broken: Counter::default(),
         max_concurrent_rejects: Counter::default(),
+        dropped_replies: Family::default(),
+        waiting_rejects: Family::default(),
     };
     crate::observe::register(
         "coredns_proxy_request_duration_seconds",
@@ -66,6 +70,16 @@ static FAMILIES: LazyLock<Families> = LazyLock::new(|| {
         "Counter of the number of queries rejected because the concurrent queries were at maximum.",
         f.max_concurrent_rejects.clone(),
     );
+    crate::observe::register(
+        "nodecache_forward_dropped_replies",
+        "Counter of UDP datagrams from an upstream dropped because their ID or question did not match the query waiting on that socket.",
+        f.dropped_replies.clone(),
+    );
+    crate::observe::register(
+        "nodecache_forward_waiting_rejects",
+        "Counter of queries failed at once because too many queries were already waiting for the upstream.",
+        f.waiting_rejects.clone(),
+    );
     f
 });
 
@@ -88,6 +102,32 @@ pub struct UpstreamMetrics {
     healthcheck_failures: OnceLock<Counter>,
     hits: [OnceLock<Counter>; 3],
     misses: [OnceLock<Counter>; 3],
+    dropped: [OnceLock<Counter>; 4],
+    rejected: OnceLock<Counter>,
+}
+
+/// Why a datagram from an upstream was not taken as the reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dropped {
+    /// Its message ID is not the waiting query's.
+    Id,
+    /// Its question (name, type, class) is not the waiting query's.
+    Question,
+    /// It did not come from the upstream's address and port.
+    Address,
+    /// A second copy of a reply already taken.
+    Duplicate,
+}
+
+impl Dropped {
+    fn label(self) -> &'static str {
+        match self {
+            Dropped::Id => "id",
+            Dropped::Question => "question",
+            Dropped::Address => "address",
+            Dropped::Duplicate => "duplicate",
+        }
+    }
 }
 
 /// Pool protocol labels, in index order.
@@ -103,6 +143,8 @@ impl UpstreamMetrics {
             healthcheck_failures: OnceLock::new(),
             hits: Default::default(),
             misses: Default::default(),
+            dropped: Default::default(),
+            rejected: OnceLock::new(),
         }
     }
 
@@ -133,6 +175,23 @@ impl UpstreamMetrics {
         if let (Some(slot), Some(proto)) = (self.misses.get(pi), PROTOS.get(pi)) {
             slot.get_or_init(|| families().conn_cache_misses.get_or_create_owned(&self.labels3("proto", proto))).inc();
         }
+    }
+
+    /// Counts a datagram dropped for `why`.
+    pub fn dropped_reply(&self, why: Dropped) {
+        let slot = &self.dropped[why as usize];
+        slot.get_or_init(|| families().dropped_replies.get_or_create_owned(&self.labels3("reason", why.label()))).inc();
+    }
+
+    /// Counts a query failed because the upstream's waiting slots were all taken.
+    pub fn waiting_rejected(&self) {
+        self.rejected
+            .get_or_init(|| {
+                families()
+                    .waiting_rejects
+                    .get_or_create_owned(&[("proxy_name", self.proxy_name.to_string()), ("to", self.to.clone())])
+            })
+            .inc();
     }
 
     /// Records one request's duration under its reply rcode.

@@ -13,3 +13,4 @@ pub mod resolve;
 pub mod setup;
 pub mod tls;
 pub mod upstream;
+pub mod waiting;

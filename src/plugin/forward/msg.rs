@@ -125,7 +125,7 @@ pub fn question_matches(query: &[u8], reply: &[u8]) -> bool {
         }
     }
     let (Some(qe), Some(re)) = (skip_name(query, HEADER_LEN), skip_name(reply, HEADER_LEN)) else { return false };
-    match (query.get(qe..qe + 2), reply.get(re..re + 2)) {
+    match (query.get(qe..qe + 4), reply.get(re..re + 4)) {
         (Some(a), Some(b)) => a == b,
         _ => false,
     }

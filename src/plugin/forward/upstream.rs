@@ -16,7 +16,8 @@ use tokio_rustls::TlsConnector;
 
 use super::direct::DirectUdp;
 use super::direct_tcp::DirectTcp;
-use super::metrics::UpstreamMetrics;
+use super::metrics::{Dropped, UpstreamMetrics};
+use super::waiting::{WaitLimit, MAX_WAITING};
 use crate::server::wire;
 
 /// The write deadline of one exchange.
@@ -93,6 +94,23 @@ pub enum ExchangeError {
     CachedClosed,
     /// Any other I/O failure, worded like Go's net errors.
     Io(String),
+    /// Over UDP, only replies for another question arrived before the read timeout (from the
+    /// upstream's address, with the query's ID): the client gets FORMERR, as CoreDNS answers a
+    /// reply whose question does not match.
+    Mismatch,
+    /// Every waiting slot of the upstream is taken; nothing was sent.
+    Overloaded,
+}
+
+impl std::fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExchangeError::CachedClosed => f.write_str("cached connection was closed by peer"),
+            ExchangeError::Io(s) => f.write_str(s),
+            ExchangeError::Mismatch => f.write_str("dns: reply question does not match the query"),
+            ExchangeError::Overloaded => f.write_str("too many queries waiting for the upstream"),
+        }
+    }
 }
 
 /// A connection of one of the transports.
@@ -125,6 +143,8 @@ pub struct Upstream {
     avg_dial_nanos: AtomicI64,
     pools: [Mutex<VecDeque<Pooled>>; 2],
     metrics: UpstreamMetrics,
+    /// Queries waiting for this upstream (direct paths and exchanges), bounded.
+    waiting: Arc<WaitLimit>,
     /// The shared UDP path of the server's fast miss path, opened on first use (None when it
     /// could not be opened).
     direct: std::sync::OnceLock<Option<Arc<DirectUdp>>>,
@@ -179,6 +199,7 @@ impl Upstream {
             sweeping: AtomicBool::new(false),
             avg_dial_nanos: AtomicI64::new((MAX_DIAL / 2).as_nanos() as i64),
             pools: [Mutex::new(VecDeque::new()), Mutex::new(VecDeque::new())],
+            waiting: WaitLimit::new(MAX_WAITING),
             direct: std::sync::OnceLock::new(),
             direct_tcp: std::sync::OnceLock::new(),
         }
@@ -189,7 +210,10 @@ impl Upstream {
         if self.scheme != Scheme::Dns || self.tls.is_some() {
             return None;
         }
-        Some(self.direct_tcp.get_or_init(|| DirectTcp::new(self, self.opts.source, self.opts.read_timeout)))
+        Some(
+            self.direct_tcp
+                .get_or_init(|| DirectTcp::new(self, self.opts.source, self.waiting.clone(), self.opts.read_timeout)),
+        )
     }
 
     /// The shared UDP path to this upstream (plain DNS only), opened and its responder thread
@@ -200,18 +224,37 @@ impl Upstream {
         }
         self.direct
             .get_or_init(|| {
-                DirectUdp::start(self, SocketAddr::new(self.unspecified(), 0), self.opts.read_timeout)
+                DirectUdp::start(self, self.opts.source, self.waiting.clone(), self.opts.read_timeout)
                     .map_err(|e| tracing::debug!("direct UDP path to {} unavailable: {e}", self.addr))
                     .ok()
             })
             .as_ref()
     }
 
-    /// Records a reply received on the direct path: a reused connection and the request's
-    /// duration under the reply's rcode, as for a pooled exchange.
+    /// Records a reply received on the direct UDP path: the request's duration under the
+    /// reply's rcode, as for an exchange.
     pub fn record_direct(&self, rcode: u16, took: Duration) {
-        self.metrics.conn_hit(0);
         self.metrics.observe_duration(rcode, took.as_secs_f64());
+    }
+
+    /// Counts a UDP socket opened for one query (never a cached connection).
+    pub fn record_udp_socket(&self) {
+        self.metrics.conn_miss(0);
+    }
+
+    /// Counts a datagram dropped because it was not the reply to the query on its socket.
+    pub fn record_dropped_reply(&self, why: Dropped) {
+        self.metrics.dropped_reply(why);
+    }
+
+    /// Counts a query failed because every waiting slot of this upstream was taken.
+    pub fn record_waiting_rejected(&self) {
+        self.metrics.waiting_rejected();
+    }
+
+    /// Queries waiting for this upstream now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.waiting()
     }
 
     /// [`Upstream::record_direct`] for a reply on the direct TCP path.
@@ -264,8 +307,13 @@ impl Upstream {
         self.avg_dial_nanos.fetch_add((took.as_nanos() as i64 - avg) / 4, Ordering::Relaxed);
     }
 
-    /// Takes a pooled connection (oldest first), dropping expired ones.
+    /// Takes a pooled connection (oldest first), dropping expired ones. UDP is never pooled:
+    /// every UDP query leaves from a fresh socket on a random ephemeral port, so that a port
+    /// seen once tells an attacker nothing about the next query's.
     fn checkout(&self, net: Net) -> Option<(Conn, Instant)> {
+        if net == Net::Udp && self.tls.is_none() {
+            return None;
+        }
         let pool = &self.pools[if self.tls.is_some() { 1 } else { net as usize }];
         let now = Instant::now();
         let mut q = pool.lock();
@@ -373,6 +421,10 @@ impl Upstream {
             return Err(ExchangeError::Io(format!("DNS-over-HTTPS to {} is not supported", self.label)));
         }
         self.ensure_sweeper();
+        let Some(_slot) = self.waiting.try_acquire() else {
+            self.metrics.waiting_rejected();
+            return Err(ExchangeError::Overloaded);
+        };
         let start = Instant::now();
         let net = if self.tls.is_some() { Net::Tcp } else { net };
         let pi = self.proto_index(net);
@@ -391,13 +443,8 @@ impl Upstream {
         };
         let id = wire::id(framed.get(2..).unwrap_or(&[])).unwrap_or(0);
         let reply = match conn {
-            Conn::Udp(sock) => {
-                let r = self.udp_exchange(&sock, framed.get(2..).unwrap_or(&[]), id, limit).await;
-                if r.is_ok() {
-                    self.yield_conn(Conn::Udp(sock), created);
-                }
-                r?
-            }
+            // A UDP socket carries one query and is closed after it (see `checkout`).
+            Conn::Udp(sock) => self.udp_exchange(&sock, framed.get(2..).unwrap_or(&[]), id, limit).await?,
             Conn::Tcp(mut s) => {
                 let local = s.local_addr().ok();
                 let r = self.stream_exchange(&mut s, framed, id, cached, "tcp", local).await;
@@ -436,15 +483,25 @@ impl Upstream {
         let deadline = tokio::time::Instant::now() + self.opts.read_timeout;
         // Spare capacity, not zero-filled: one byte more than the limit reveals an overflow.
         let mut buf = Vec::with_capacity(limit + 1);
+        let mut mismatched = false;
         loop {
             buf.clear();
             let n = match tokio::time::timeout_at(deadline, sock.recv_buf(&mut buf)).await {
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => return Err(err("read", e)),
+                Err(_) if mismatched => return Err(ExchangeError::Mismatch),
                 Err(_) => return Err(err("read", timeout_err())),
             };
+            // The socket is connected, so the kernel passed only the upstream's datagrams;
+            // one that is not the reply to this query is dropped and the wait goes on.
             if n < wire::HEADER_LEN || wire::id(&buf[..n]) != Some(id) {
-                continue; // short read or someone else's reply: keep waiting
+                self.metrics.dropped_reply(Dropped::Id);
+                continue;
+            }
+            if !super::msg::question_matches(query, &buf[..n]) {
+                self.metrics.dropped_reply(Dropped::Question);
+                mismatched = true;
+                continue;
             }
             if n > limit {
                 return super::msg::truncated_reply(&buf[..n])
