@@ -312,12 +312,8 @@ impl DirectUdp {
     /// with the outcome; on failure (no waiting slot, no socket) it is handed back unused.
     pub fn send(&self, mut sent: Vec<u8>, limit: usize, done: Completion) -> Result<(), Completion> {
         let Some(client_id) = wire::id(&sent) else { return Err(done) };
-        let Some(slot) = self.limit.try_acquire() else {
-            if let Some(up) = self.upstream.upgrade() {
-                up.record_waiting_rejected();
-            }
-            return Err(done);
-        };
+        // Without a slot the chain takes the query; its exchange counts the rejection.
+        let Some(slot) = self.limit.try_acquire() else { return Err(done) };
         let Some(token) = self.take_token() else { return Err(done) };
         let Some(cell) = self.sockets.get(token as usize) else { return Err(done) };
         // The socket stays locked until the query is recorded, so the responder cannot read

@@ -107,12 +107,8 @@ impl DirectTcp {
         let Some(client_id) = wire::id(&query) else { return Err(done) };
         let Ok(len) = u16::try_from(query.len()) else { return Err(done) };
         let Some(slot_lock) = self.slots.get(index) else { return Err(done) };
-        let Some(waiting) = self.limit.try_acquire() else {
-            if let Some(up) = self.upstream.upgrade() {
-                up.record_waiting_rejected();
-            }
-            return Err(done);
-        };
+        // Without a slot the chain takes the query; its exchange counts the rejection.
+        let Some(waiting) = self.limit.try_acquire() else { return Err(done) };
         let mut slot = slot_lock.lock();
         let Some(stream) = slot.stream.as_ref() else { return Err(done) };
         let conn = conn_tag(index, slot.generation);

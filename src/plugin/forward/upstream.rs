@@ -17,7 +17,7 @@ use tokio_rustls::TlsConnector;
 use super::direct::DirectUdp;
 use super::direct_tcp::DirectTcp;
 use super::metrics::{Dropped, UpstreamMetrics};
-use super::waiting::{WaitLimit, MAX_WAITING};
+use super::waiting::{default_cap, WaitLimit};
 use crate::server::wire;
 
 /// The write deadline of one exchange.
@@ -199,7 +199,7 @@ impl Upstream {
             sweeping: AtomicBool::new(false),
             avg_dial_nanos: AtomicI64::new((MAX_DIAL / 2).as_nanos() as i64),
             pools: [Mutex::new(VecDeque::new()), Mutex::new(VecDeque::new())],
-            waiting: WaitLimit::new(MAX_WAITING),
+            waiting: WaitLimit::new(default_cap()),
             direct: std::sync::OnceLock::new(),
             direct_tcp: std::sync::OnceLock::new(),
         }
@@ -245,11 +245,6 @@ impl Upstream {
     /// Counts a datagram dropped because it was not the reply to the query on its socket.
     pub fn record_dropped_reply(&self, why: Dropped) {
         self.metrics.dropped_reply(why);
-    }
-
-    /// Counts a query failed because every waiting slot of this upstream was taken.
-    pub fn record_waiting_rejected(&self) {
-        self.metrics.waiting_rejected();
     }
 
     /// Queries waiting for this upstream now.

@@ -14,6 +14,26 @@ use std::sync::Arc;
 /// needs one slot per 1,000 q/s; one answering in 500 ms at 8,000 q/s needs 4,000.
 pub const MAX_WAITING: usize = 4096;
 
+/// The bound for one upstream in this process: [`MAX_WAITING`], or a sixteenth of the
+/// open-file limit when that is lower, and never below 64. A waiting UDP query holds a socket,
+/// and the direct path keeps up to as many idle ones again for a while, so one upstream uses
+/// at most an eighth of the descriptors; other upstreams, TCP clients and the HTTP endpoints
+/// keep the rest.
+pub fn default_cap() -> usize {
+    // SAFETY: getrlimit only writes the struct it is given.
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        usize::MAX
+    };
+    cap_for_fd_limit(soft)
+}
+
+fn cap_for_fd_limit(soft: usize) -> usize {
+    (soft / 16).clamp(64, MAX_WAITING)
+}
+
 /// The waiting-query counter of one upstream.
 #[derive(Debug)]
 pub struct WaitLimit {
@@ -60,6 +80,13 @@ impl Drop for WaitSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cap_follows_the_open_file_limit() {
+        assert_eq!(cap_for_fd_limit(1 << 20), MAX_WAITING);
+        assert_eq!(cap_for_fd_limit(4096), 256);
+        assert_eq!(cap_for_fd_limit(100), 64);
+    }
 
     #[test]
     fn slots_are_bounded_and_released_on_drop() {
