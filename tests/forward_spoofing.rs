@@ -230,12 +230,13 @@ fn forged_replies_on_the_wrong_port_id_or_question_are_dropped() {
 /// The attack of the issue: the attacker asks a name of its own, learns the port the cache's
 /// upstream query came from, then asks the victim name and sprays forged replies under all
 /// 65,536 IDs at that port while the upstream is slow. With a fixed or reused port this
-/// poisons every victim; with a new random port per query it poisons none.
+/// poisons every victim; with a new random port per query it poisons none. Eight victims per
+/// path by default; `NODECACHE_SPOOF_VICTIMS=200` runs the issue's full probe.
 #[test]
 fn spoofing_the_port_of_an_earlier_query_poisons_nothing() {
     let up = Upstream::start(|name| {
         if name.starts_with("victim") {
-            Script::Slow(Duration::from_millis(400))
+            Script::Slow(Duration::from_millis(500))
         } else {
             Script::Plain
         }
@@ -243,7 +244,8 @@ fn spoofing_the_port_of_an_earlier_query_poisons_nothing() {
     for (path, corefile) in corefiles(up.addr(), PortPicker.tcp().expect("port")) {
         let srv = Server::start(&corefile);
         let mut poisoned = Vec::new();
-        for i in 0..8 {
+        let victims: usize = std::env::var("NODECACHE_SPOOF_VICTIMS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+        for i in 0..victims {
             let tag = format!("{}-{i}", path.replace(' ', "-"));
             let own = format!("attacker-{tag}.example.");
             Q::new(&own, RecordType::A).ask(srv.addr);
@@ -263,10 +265,13 @@ fn spoofing_the_port_of_an_earlier_query_poisons_nothing() {
             assert_ne!(learnt, real.port, "{path}: the victim's query reused the attacker's port");
         }
         assert!(poisoned.is_empty(), "{path}: poisoned (name, learnt port, real port): {poisoned:?}");
+        eprintln!("{path}: {victims} victims, {} poisoned", poisoned.len());
     }
+    // Ports drawn at random from the ~28,000 ephemeral ones meet again only by chance (the
+    // birthday bound: about 11 repeats among 800).
     let ports = up.ports();
     let distinct: HashSet<u16> = ports.iter().copied().collect();
-    assert!(distinct.len() + 1 >= ports.len(), "ports repeat across queries: {ports:?}");
+    assert!(distinct.len() * 100 >= ports.len() * 95, "ports repeat across queries: {ports:?}");
 }
 
 /// Every upstream query carries a random ID and leaves from its own port, on both paths.

@@ -38,7 +38,7 @@ use crate::server::wire;
 /// Readiness events handled per wake-up of the responder.
 const BATCH: usize = 64;
 /// Datagrams read per `recvmmsg` from one query socket (normally just its reply).
-const READ_BATCH: usize = 4;
+const READ_BATCH: usize = 2;
 /// Receive buffer per reply: a reply longer than this is judged by the chain instead.
 const READ_SIZE: usize = 4096 + 1;
 /// How often the responder wakes without traffic to expire queries and notice shutdown.
