@@ -55,10 +55,25 @@ pub struct Loaded {
     pub fingerprint: String,
 }
 
-/// Parses and plans `source`; errors come rendered compiler-style.
+/// Whether `text` holds no Corefile tokens at all (only whitespace and comments). CoreDNS
+/// would load such a file as its built-in `.:<port> { whoami log }` server; we refuse it.
+pub fn is_blank(text: &str) -> bool {
+    corefile::lexer::lex(text, &std::sync::Arc::from("")).is_empty()
+}
+
+/// The start-up error for a blank Corefile (see [`is_blank`]).
+fn blank_error(name: &str) -> String {
+    format!("Corefile {name} is empty (only whitespace and comments): refusing to load it\n")
+}
+
+/// Parses and plans `source`; errors come rendered compiler-style. A blank Corefile (see
+/// [`is_blank`]) is an error.
 pub fn load(source: &Source, default_port: u16) -> Result<Loaded, String> {
     let text = source.read()?;
     let name = source.name();
+    if is_blank(&text) {
+        return Err(blank_error(&name));
+    }
     let blocks = corefile::parse_str(&text, &name, &ParseOptions::default())
         .map_err(|e| corefile::render_error(&e, Some((&name, &text))))?;
     let fingerprint = corefile::fingerprint(&blocks);
@@ -78,12 +93,16 @@ pub enum ReloadError {
     /// The changed Corefile could not be planned, built or bound; the old runtime keeps
     /// serving and this content is not tried again until it changes.
     Failed(String),
+    /// The Corefile (named here) has no tokens, only whitespace and comments: refused like a
+    /// failed reload, so the running configuration (and its `reload`) stays.
+    Empty(String),
 }
 
 impl std::fmt::Display for ReloadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ReloadError::Read(e) | ReloadError::Parse(e) | ReloadError::Failed(e) => f.write_str(e.trim_end()),
+            ReloadError::Empty(name) => write!(f, "Corefile {name} is empty: keeping the running configuration"),
         }
     }
 }
@@ -163,7 +182,9 @@ impl Engine {
 
     /// [`Engine::reload`] telling parse failures (retried) from failed reloads (remembered).
     /// Without `force`, content whose fingerprint equals the running configuration's, or the
-    /// last one that failed, is skipped.
+    /// last one that failed, is skipped. A blank Corefile is refused ([`ReloadError::Empty`])
+    /// and remembered even when forced, so a signal and the watcher seeing the same empty file
+    /// report it once.
     pub fn reload_checked(&self, source: &Source, force: bool) -> Result<bool, ReloadError> {
         let _one = self.reloading.lock();
         let text = source.read().map_err(ReloadError::Read)?;
@@ -171,6 +192,10 @@ impl Engine {
         let fp = content_fingerprint(&text, &name).map_err(ReloadError::Parse)?;
         if !force && *self.attempted.lock() == fp {
             return Ok(false);
+        }
+        if is_blank(&text) {
+            *self.attempted.lock() = fp;
+            return Err(ReloadError::Empty(name));
         }
         if !force {
             *self.attempted.lock() = fp;

@@ -88,3 +88,39 @@ impl Signals {
 pub fn write_pidfile(path: &PathBuf) -> std::io::Result<()> {
     std::fs::write(path, format!("{}\n", std::process::id()))
 }
+
+/// What [`raise_nofile_limit`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NofileRaise {
+    /// The soft limit already equalled the hard limit.
+    Unchanged(libc::rlim_t),
+    /// The soft limit was raised from the first value to the second (the hard limit).
+    Raised(libc::rlim_t, libc::rlim_t),
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, as the Go runtime does at start-up
+/// (since Go 1.19) for CoreDNS and node-cache. Logs the outcome at debug level; an error is
+/// only reported, never fatal.
+pub fn raise_nofile_limit() -> std::io::Result<NofileRaise> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the valid `rlimit` we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::debug!("cannot read RLIMIT_NOFILE: {e}");
+        return Err(e);
+    }
+    let (soft, hard) = (lim.rlim_cur, lim.rlim_max);
+    if soft >= hard {
+        tracing::debug!("RLIMIT_NOFILE soft limit {soft} is already the hard limit");
+        return Ok(NofileRaise::Unchanged(soft));
+    }
+    let raised = libc::rlimit { rlim_cur: hard, rlim_max: hard };
+    // SAFETY: setrlimit only reads the valid `rlimit` we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::debug!("cannot raise RLIMIT_NOFILE from {soft} to {hard}: {e}");
+        return Err(e);
+    }
+    tracing::debug!("raised RLIMIT_NOFILE soft limit from {soft} to {hard}");
+    Ok(NofileRaise::Raised(soft, hard))
+}

@@ -65,6 +65,32 @@ fn bad_names_are_formerr_over_udp_and_tcp() {
 }
 
 #[test]
+fn formerr_for_a_bad_pointer_parses_and_has_no_question() {
+    let mut srv = Server::start(COREFILE);
+    let tail = [0u8, 1, 0, 1];
+    let cases = [
+        ("pointer loop", [&[0xc0u8, 0x0c][..], &tail].concat()),
+        ("label then pointer loop", [&[3u8, b'w', b'w', b'w', 0xc0, 0x0c][..], &tail].concat()),
+        ("pointer past the end", [&[0xc0u8, 0xff][..], &tail].concat()),
+    ];
+    for (what, body) in cases {
+        let msg = raw_query(0x0100, [1, 0, 0, 0], &body);
+        for (transport, reply) in
+            [("udp", udp_raw(srv.addr, &msg, WAIT)), ("tcp", tcp_raw(srv.addr, &framed(&msg), WAIT))]
+        {
+            let r = reply.unwrap_or_else(|| panic!("{what} over {transport}: no reply"));
+            let m = hickory_proto::op::Message::from_vec(&r)
+                .unwrap_or_else(|e| panic!("{what} over {transport}: the FORMERR does not parse: {e}: {r:02x?}"));
+            assert_eq!(m.metadata.response_code, ResponseCode::FormErr, "{what} over {transport}");
+            assert_eq!(m.metadata.id, 0x1234, "{what} over {transport}");
+            assert!(m.queries.is_empty(), "{what} over {transport}: {:?}", m.queries);
+            assert_eq!(wire::counts(&r), (0, 0, 0, 0), "{what} over {transport}");
+        }
+    }
+    srv.assert_alive();
+}
+
+#[test]
 fn short_headers_get_no_reply() {
     let mut srv = Server::start(COREFILE);
     for n in [0usize, 1, 5, 11] {

@@ -15,6 +15,8 @@ fn main() {
     nodecache::residency::fault_single_pages();
     let (flags, rest) = flags::parse_or_exit();
     observe::logging::init(flags.quiet);
+    // Never fatal: the outcome is logged at debug level.
+    let _ = nodecache::lifecycle::raise_nofile_limit();
     tracing::info!("Starting node-cache image: {}", env!("CARGO_PKG_VERSION"));
     for line in flags.startup_messages() {
         tracing::info!("{line}");

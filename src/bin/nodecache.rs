@@ -93,6 +93,8 @@ fn main() {
         }
     }
     nodecache::observe::logging::init(on("quiet"));
+    // Never fatal: the outcome is logged at debug level.
+    let _ = nodecache::lifecycle::raise_nofile_limit();
     let status = cli::serve(ServeOptions {
         source,
         port,

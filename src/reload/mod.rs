@@ -5,6 +5,11 @@
 //! once a burst of events settles) and the content is also checked every reload period, as
 //! CoreDNS does; a check reloads only when the parsed content's fingerprint changed. SIGUSR1
 //! always reloads, with or without `reload`.
+//!
+//! An empty or comment-only Corefile is never loaded on reload (CoreDNS would replace the
+//! running servers with its built-in default, which has no `reload`): it is refused, logged and
+//! counted in `coredns_reload_failed_total`, and the watcher carries on with the old
+//! configuration.
 
 pub mod watch;
 
@@ -68,6 +73,17 @@ pub fn attempt(engine: &Engine, source: &Source, trigger: Trigger) -> bool {
             true
         }
         Ok(false) => false,
+        Err(e @ ReloadError::Empty(_)) => {
+            // Our own guard (CoreDNS would load the built-in default): counted for every
+            // trigger, SIGUSR1 included, since it is a refused configuration.
+            if force {
+                tracing::error!("SIGUSR1: {e}");
+            } else {
+                tracing::error!(target: "plugin/reload", "{e}");
+            }
+            crate::observe::dns_metrics::reload_failed_inc();
+            false
+        }
         Err(e) if force => {
             tracing::error!("SIGUSR1: {e}");
             false
@@ -205,5 +221,45 @@ mod tests {
         // SIGUSR1 reloads unchanged content.
         assert_eq!(e.reload_checked(&source, true), Ok(true));
         e.stop();
+    }
+
+    #[tokio::test]
+    async fn blank_corefiles_are_refused_once_and_a_good_one_follows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("Corefile");
+        let good = "a.:0 {\n bind 127.0.0.1\n reload 2s\n whoami\n}\n";
+        std::fs::write(&path, good).expect("write");
+        let source = Source::File(path.clone());
+        let e = Engine::new(0, 1);
+        e.start(&source).expect("start");
+        let before = e.fingerprint();
+        let name = path.display().to_string();
+        for blank in ["", "  \n\t\n", "# only a comment\n   # another\n", "\u{FEFF}\n"] {
+            std::fs::write(&path, blank).expect("write");
+            // Forced (SIGUSR1) or not, it is refused; the running configuration stays.
+            assert_eq!(e.reload_checked(&source, true), Err(ReloadError::Empty(name.clone())), "{blank:?}");
+            assert_eq!(e.fingerprint(), before);
+            assert_eq!(reload_settings(&e).map(|r| r.0), Some(Duration::from_secs(2)), "`reload` was lost");
+        }
+        // Seen once, the blank content is not reported again by the checks.
+        assert_eq!(e.reload_checked(&source, false), Ok(false));
+        assert!(e.reload_checked(&source, true).is_err());
+        assert!(ReloadError::Empty(name.clone()).to_string().contains("is empty: keeping the running configuration"));
+        std::fs::write(&path, good.replace("2s", "3s")).expect("write");
+        assert_eq!(e.reload_checked(&source, false), Ok(true));
+        assert_eq!(reload_settings(&e).map(|r| r.0), Some(Duration::from_secs(3)));
+        e.stop();
+    }
+
+    #[test]
+    fn a_blank_corefile_does_not_load_but_the_default_does() {
+        let blank = Source::Text { name: "blank".into(), text: "# nothing\n".into() };
+        let err = crate::engine::load(&blank, 53).err().unwrap_or_default();
+        assert!(err.contains("Corefile blank is empty"), "{err}");
+        let default = Source::Text { name: "default".into(), text: crate::engine::DEFAULT_COREFILE.into() };
+        assert!(crate::engine::load(&default, 53).is_ok());
+        // Tokens that make no server block (a snippet only) still get CoreDNS's fallback.
+        let snippet = Source::Text { name: "snip".into(), text: "(s) {\n whoami\n}\n".into() };
+        assert!(crate::engine::load(&snippet, 53).is_ok());
     }
 }

@@ -56,7 +56,7 @@ pub fn accept(buf: &[u8]) -> Accepted {
     }
     let qend = wire::question_end(buf);
     if Message::from_vec(buf).is_err() {
-        return Accepted::Reply(reject(buf, qend.filter(|e| *e <= buf.len()), 1));
+        return Accepted::Reply(reject(buf, plain_question_end(buf), 1));
     }
     let Some(qend) = qend else {
         return Accepted::Reply(reject(buf, None, 1));
@@ -92,6 +92,33 @@ pub fn accept(buf: &[u8]) -> Accepted {
         opt_ttl,
         question_end: qend,
     }))
+}
+
+/// The offset just past the question when it is plain enough to copy into a reply as is:
+/// uncompressed labels of at most 63 bytes, a name of at most 255 bytes, then type and class.
+/// None otherwise (a pointer, a reserved label type, a name too long or cut short, no type or
+/// class), so that a FORMERR reply never carries a question its reader cannot parse.
+fn plain_question_end(buf: &[u8]) -> Option<usize> {
+    const MAX_NAME: usize = 255;
+    let mut off = wire::HEADER_LEN;
+    loop {
+        let len = usize::from(*buf.get(off)?);
+        if len == 0 {
+            off += 1;
+            break;
+        }
+        // 0x40, 0x80 and 0xc0 mark pointers and reserved label types; 63 is the longest label.
+        if len > 63 {
+            return None;
+        }
+        off += 1 + len;
+        if off - wire::HEADER_LEN >= MAX_NAME {
+            // Even the root label that must follow would make the name longer than 255.
+            return None;
+        }
+    }
+    let end = off + 4;
+    (end <= buf.len()).then_some(end)
 }
 
 /// miekg's reject reply: the request header turned into a response with `rcode`, Z cleared,
@@ -171,6 +198,65 @@ mod tests {
         let Accepted::Reply(r) = accept(&query(0x0100, [1, 0, 0, 0], &Q[..6])) else { panic!("expected reply") };
         assert_eq!(wire::rcode(&r), 1);
         assert_eq!(wire::counts(&r).0, 0);
+    }
+
+    /// The FORMERR reply to `body` as a question, parsed with hickory.
+    fn formerr_reply(body: &[u8], counts: [u16; 4]) -> Message {
+        let Accepted::Reply(r) = accept(&query(0x0100, counts, body)) else { panic!("expected reply") };
+        let m = Message::from_vec(&r).unwrap_or_else(|e| panic!("reply does not parse: {e}: {r:02x?}"));
+        assert_eq!(u16::from(m.metadata.response_code), 1);
+        assert_eq!(m.metadata.id, 0x1234);
+        assert_eq!(wire::counts(&r).0 as usize, m.queries.len());
+        m
+    }
+
+    #[test]
+    fn unparsable_questions_get_a_formerr_without_question() {
+        let tail = [0u8, 1, 0, 1];
+        let mut long_name = Vec::new();
+        for _ in 0..4 {
+            long_name.push(63u8);
+            long_name.extend(std::iter::repeat_n(b'b', 63));
+        }
+        // 4 * 64 = 256 bytes before the root label: one over the limit.
+        long_name.push(0);
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("pointer to itself", [&[0xc0u8, 0x0c][..], &tail].concat()),
+            ("pointer after a label", [&[1u8, b'a', 0xc0, 0x0c][..], &tail].concat()),
+            ("pointer past the end", [&[0xc0u8, 0xff][..], &tail].concat()),
+            ("pointer into the header", [&[0xc0u8, 0x04][..], &tail].concat()),
+            ("reserved label type", [&[0x40u8, b'a', 0][..], &tail].concat()),
+            ("name over 255", [&long_name[..], &tail].concat()),
+            ("no class", vec![1, b'a', 0, 0, 1]),
+            ("no type", vec![1, b'a', 0]),
+        ];
+        for (what, body) in cases {
+            let m = formerr_reply(&body, [1, 0, 0, 0]);
+            assert!(m.queries.is_empty(), "{what}: {:?}", m.queries);
+        }
+    }
+
+    #[test]
+    fn a_plain_question_is_kept_when_a_later_record_is_broken() {
+        // The question parses; the additional record is cut short.
+        let mut body = Q.to_vec();
+        body.extend_from_slice(&[0, 0, 41, 0x10]);
+        let m = formerr_reply(&body, [1, 0, 0, 1]);
+        assert_eq!(m.queries.len(), 1);
+        assert_eq!(m.queries[0].name().to_string(), "WwW.example.");
+        // The longest plain name (255 bytes on the wire) is still copied.
+        let mut name = Vec::new();
+        for _ in 0..3 {
+            name.push(63u8);
+            name.extend(std::iter::repeat_n(b'c', 63));
+        }
+        name.push(61);
+        name.extend(std::iter::repeat_n(b'd', 61));
+        name.push(0);
+        assert_eq!(name.len(), 255);
+        name.extend_from_slice(&[0, 1, 0, 1, 0, 0, 41]);
+        let m = formerr_reply(&name, [1, 0, 0, 1]);
+        assert_eq!(m.queries.len(), 1);
     }
 
     #[test]
