@@ -12,6 +12,7 @@ pub mod request;
 pub mod runtime;
 pub mod sockets;
 pub mod tcp;
+pub mod tcp_conns;
 pub mod udp_batch;
 pub mod wire;
 pub mod zones;

@@ -40,19 +40,25 @@ pub struct ZoneEntry {
 }
 
 /// TCP timeouts and limits of a listener (CoreDNS defaults: read 3s, write 5s, idle 10s,
-/// unlimited queries per connection).
+/// unlimited queries per connection). The connection limits are nodecache's own (CoreDNS has
+/// none): 1,000 per listener and 256 per client IP; a new connection over a limit evicts the
+/// connection that has waited longest for its next message (see [`super::tcp_conns`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpLimits {
-    /// Deadline for the first query on a connection.
+    /// Deadline for the first message on a connection (from accept until it has fully
+    /// arrived), and for each later message from its first byte.
     pub read: Duration,
     /// Deadline for writing a reply.
     pub write: Duration,
-    /// Deadline for each later query.
+    /// Deadline for the first byte of each later message, from when the previous reply was
+    /// written.
     pub idle: Duration,
     /// Queries per connection; None = unlimited.
     pub max_queries: Option<u64>,
     /// Concurrent connections per listener.
     pub max_connections: usize,
+    /// Concurrent connections per client IP address (IPv4-mapped IPv6 counts as IPv4).
+    pub max_per_client: usize,
 }
 
 impl Default for TcpLimits {
@@ -63,6 +69,7 @@ impl Default for TcpLimits {
             idle: Duration::from_secs(10),
             max_queries: None,
             max_connections: 1000,
+            max_per_client: 256,
         }
     }
 }

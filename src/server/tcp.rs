@@ -1,6 +1,11 @@
 //! The TCP accept loop and per-connection query loop (2-byte length framing, queries handled
-//! in order with pipelined ones answered in one write, read/idle/write deadlines, a connection
-//! limit).
+//! in order with pipelined ones answered in one write, read/idle/write deadlines, connection
+//! limits per listener and per client IP that evict the longest-waiting connection).
+//!
+//! Deadlines: the first message must have fully arrived within the `read` timeout of the
+//! accept. After a reply is written, the first byte of the next message must arrive within
+//! the `idle` timeout, and that message must then be complete within the `read` timeout of its
+//! first byte. A deadline covers the whole message: bytes trickling in do not extend it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,19 +13,20 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
-use tokio::time::timeout;
+use tokio::sync::watch;
+use tokio::time::{timeout, timeout_at, Instant};
 
 use super::handle::handle;
 use super::request::Proto;
 use super::runtime::ListenerRuntime;
+use super::tcp_conns::{Conn, ConnTable};
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 4096;
 
 /// Accepts connections until `stop` flips.
 pub async fn serve(listener: TcpListener, state: Arc<ArcSwap<ListenerRuntime>>, mut stop: watch::Receiver<bool>) {
-    let limit = Arc::new(Semaphore::new(state.load().tcp.max_connections));
+    let table = ConnTable::new(state.load().label.clone());
     loop {
         let (stream, client) = tokio::select! {
             r = listener.accept() => match r {
@@ -33,15 +39,33 @@ pub async fn serve(listener: TcpListener, state: Arc<ArcSwap<ListenerRuntime>>, 
             },
             _ = stop.changed() => return,
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            drop(stream);
-            continue;
+        // Limits are read per accept, so a reload that changes them applies at once.
+        let tcp = state.load().tcp;
+        let conn = match table.admit(client.ip(), tcp.max_connections, tcp.max_per_client) {
+            Ok(conn) => conn,
+            // Every connection counted in the limit is processing a query: drop the new one
+            // (the table logs and counts it).
+            Err(_) => {
+                drop(stream);
+                continue;
+            }
         };
         let state = state.clone();
         tokio::spawn(async move {
-            let _ = connection(stream, client, state).await;
-            drop(permit);
+            let _ = connection(stream, client, state, conn).await;
         });
+    }
+}
+
+/// Whether `buf` starts with a whole length-framed message, or with a length too short for
+/// a DNS header (which ends the connection).
+fn frame_ready(buf: &[u8]) -> bool {
+    match buf.get(..2) {
+        Some(b) => {
+            let len = u16::from_be_bytes([b[0], b[1]]) as usize;
+            len < super::wire::HEADER_LEN || buf.len() >= 2 + len
+        }
+        None => false,
     }
 }
 
@@ -49,55 +73,83 @@ async fn connection(
     mut stream: TcpStream,
     client: SocketAddr,
     state: Arc<ArcSwap<ListenerRuntime>>,
+    conn: Conn,
 ) -> std::io::Result<()> {
+    let accepted = Instant::now();
     let local = stream.local_addr()?;
     let mut served: u64 = 0;
     // Received bytes not yet handled, and framed replies not yet written: queries that arrive
     // together (pipelined) are answered in order with one write.
     let mut inbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::new();
+    // When the connection last began waiting for a message with nothing received.
+    let mut waiting_since = accepted;
+    // When the message now partly received began (its first byte, or the end of the previous
+    // reply when bytes of it were already buffered).
+    let mut partial_since: Option<Instant> = None;
     loop {
         let lr = state.load_full();
-        let mut used = 0;
-        while let Some(len) = inbuf.get(used..used + 2).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize) {
-            if len < super::wire::HEADER_LEN {
-                let _ = timeout(lr.tcp.write, stream.write_all(&out)).await;
+        if frame_ready(&inbuf) {
+            // From here until the replies are written the connection cannot be evicted.
+            if !conn.busy() {
                 return Ok(());
             }
-            let Some(msg) = inbuf.get(used + 2..used + 2 + len) else { break };
-            used += 2 + len;
-            served += 1;
-            let reply = match super::fast::try_answer(&lr, msg, client, Proto::Tcp) {
-                Some(r) => Some(r),
-                None => {
-                    let msg = msg.to_vec();
-                    handle(&lr, msg, client, local, Proto::Tcp).await
+            let mut used = 0;
+            while let Some(len) = inbuf.get(used..used + 2).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize) {
+                if len < super::wire::HEADER_LEN {
+                    let _ = timeout(lr.tcp.write, stream.write_all(&out)).await;
+                    return Ok(());
                 }
-            };
-            if let Some(reply) = reply {
-                let Ok(rlen) = u16::try_from(reply.len()) else { return Ok(()) };
-                out.extend_from_slice(&rlen.to_be_bytes());
-                out.extend_from_slice(&reply);
+                let Some(msg) = inbuf.get(used + 2..used + 2 + len) else { break };
+                used += 2 + len;
+                served += 1;
+                let reply = match super::fast::try_answer(&lr, msg, client, Proto::Tcp) {
+                    Some(r) => Some(r),
+                    None => {
+                        let msg = msg.to_vec();
+                        handle(&lr, msg, client, local, Proto::Tcp).await
+                    }
+                };
+                if let Some(reply) = reply {
+                    let Ok(rlen) = u16::try_from(reply.len()) else { return Ok(()) };
+                    out.extend_from_slice(&rlen.to_be_bytes());
+                    out.extend_from_slice(&reply);
+                }
+                if lr.tcp.max_queries.is_some_and(|m| served >= m) {
+                    let _ = timeout(lr.tcp.write, stream.write_all(&out)).await;
+                    return Ok(());
+                }
             }
-            if lr.tcp.max_queries.is_some_and(|m| served >= m) {
-                let _ = timeout(lr.tcp.write, stream.write_all(&out)).await;
-                return Ok(());
+            inbuf.drain(..used);
+            if !out.is_empty() {
+                match timeout(lr.tcp.write, stream.write_all(&out)).await {
+                    Ok(Ok(_)) => out.clear(),
+                    _ => return Ok(()),
+                }
             }
+            let now = Instant::now();
+            conn.waiting();
+            waiting_since = now;
+            // Processing time does not count against a pipelined message already begun.
+            partial_since = (!inbuf.is_empty()).then_some(now);
         }
-        inbuf.drain(..used);
-        if !out.is_empty() {
-            match timeout(lr.tcp.write, stream.write_all(&out)).await {
-                Ok(Ok(_)) => out.clear(),
-                _ => return Ok(()),
-            }
-        }
-        // A partial message must complete within the read timeout; between messages the
-        // connection may idle (the first message gets the read timeout too).
-        let deadline = if served == 0 || !inbuf.is_empty() { lr.tcp.read } else { lr.tcp.idle };
+        let deadline = match (served, partial_since) {
+            (0, _) => accepted + lr.tcp.read,
+            (_, Some(began)) => began + lr.tcp.read,
+            (_, None) => waiting_since + lr.tcp.idle,
+        };
         inbuf.reserve(READ_CHUNK);
-        match timeout(deadline, stream.read_buf(&mut inbuf)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return Ok(()),
+        tokio::select! {
+            biased;
+            _ = conn.evicted() => return Ok(()),
+            r = timeout_at(deadline, stream.read_buf(&mut inbuf)) => match r {
+                Ok(Ok(n)) if n > 0 => {
+                    if partial_since.is_none() {
+                        partial_since = Some(Instant::now());
+                    }
+                }
+                _ => return Ok(()),
+            },
         }
     }
 }
