@@ -39,6 +39,8 @@ use crate::server::wire;
 const BATCH: usize = 64;
 /// Datagrams read per `recvmmsg` from one query socket (normally just its reply).
 const READ_BATCH: usize = 2;
+/// The most `recvmmsg` calls spent emptying one socket.
+const DRAIN_READS: usize = 1 << 14;
 /// Receive buffer per reply: a reply longer than this is judged by the chain instead.
 const READ_SIZE: usize = 4096 + 1;
 /// How often the responder wakes without traffic to expire queries and notice shutdown.
@@ -168,18 +170,21 @@ fn connect_fresh_port(fd: RawFd, to: SocketAddr) -> io::Result<()> {
 }
 
 /// Gives back the socket's ephemeral port by connecting to `AF_UNSPEC`: from then on nothing
-/// can arrive on it, though what arrived before stays queued until read.
-fn release_port(fd: RawFd) {
+/// can arrive on it, though what arrived before stays queued until read. False if the kernel
+/// refused (the socket must then not carry another query: it would keep its port).
+fn release_port(fd: RawFd) -> bool {
     let unspec = libc::sockaddr { sa_family: libc::AF_UNSPEC as libc::sa_family_t, sa_data: [0; 14] };
     // SAFETY: `unspec` is a live sockaddr of the given size.
-    unsafe { libc::connect(fd, &unspec, std::mem::size_of::<libc::sockaddr>() as libc::socklen_t) };
+    unsafe { libc::connect(fd, &unspec, std::mem::size_of::<libc::sockaddr>() as libc::socklen_t) == 0 }
 }
 
 /// Reads everything queued on `fd` with `batch`, handing each datagram (and whether it was
-/// cut to fit) and its sender to `each`.
-fn drain(fd: RawFd, batch: &mut RecvBatch, mut each: impl FnMut(&[u8], bool, Option<SocketAddr>)) {
+/// cut to fit) and its sender to `each`. Returns whether the queue was seen empty; after
+/// [`release_port`] nothing more arrives, so this ends within one receive buffer's worth.
+fn drain(fd: RawFd, batch: &mut RecvBatch, mut each: impl FnMut(&[u8], bool, Option<SocketAddr>)) -> bool {
     let mut failed = false;
-    for _ in 0..64 {
+    // More reads than any receive buffer holds datagrams; a socket still not empty is closed.
+    for _ in 0..DRAIN_READS {
         match batch.try_recv(fd) {
             Ok(n) => {
                 for i in 0..n {
@@ -187,16 +192,27 @@ fn drain(fd: RawFd, batch: &mut RecvBatch, mut each: impl FnMut(&[u8], bool, Opt
                     each(got, cut, batch.source(i));
                 }
                 if n < batch.capacity() {
-                    break;
+                    return true;
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // A reported error (an ICMP port unreachable) is consumed by this read; what
             // was queued besides is read on the next turn.
             Err(_) if !failed => failed = true,
-            Err(_) => break,
+            Err(_) => return false,
         }
+    }
+    false
+}
+
+/// Ends a query's use of its socket: the port given back and the queue emptied, or the socket
+/// closed when either cannot be done, so that no later query can inherit the port or a
+/// datagram meant for it.
+fn retire(state: &mut SockState, batch: &mut RecvBatch, each: impl FnMut(&[u8], bool, Option<SocketAddr>)) {
+    let Some(fd) = state.fd.as_ref().map(|f| f.as_raw_fd()) else { return };
+    if !(release_port(fd) && drain(fd, batch, each)) {
+        state.fd = None;
     }
 }
 
@@ -330,10 +346,7 @@ impl DirectUdp {
         });
         if let Err(e) = sent_ok {
             tracing::debug!("direct UDP query to {}: {e}", self.addr);
-            if let Some(fd) = &state.fd {
-                release_port(fd.as_raw_fd());
-                drain(fd.as_raw_fd(), &mut RecvBatch::new(1, 64), |_, _, _| {});
-            }
+            retire(&mut state, &mut RecvBatch::new(1, 64), |_, _, _| {});
             self.put_token(token, &mut state);
             return Err(done);
         }
@@ -393,15 +406,14 @@ impl DirectUdp {
     fn readable(&self, token: u32, batch: &mut RecvBatch, upstream: Option<&Upstream>) -> Option<Datagram> {
         let cell = self.sockets.get(token as usize)?;
         let mut state = cell.lock();
-        let fd = state.fd.as_ref()?.as_raw_fd();
-        release_port(fd);
+        state.fd.as_ref()?;
         let Some(p) = state.pending.take() else {
             // Idle already (its query expired meanwhile): nothing is queued that matters.
-            drain(fd, batch, |_, _, _| {});
+            retire(&mut state, batch, |_, _, _| {});
             return None;
         };
         let mut outcome: Option<DirectOutcome> = None;
-        drain(fd, batch, |got, cut, from| {
+        retire(&mut state, batch, |got, cut, from| {
             let why = if from != Some(self.addr) {
                 Dropped::Address
             } else if wire::id(got) != wire::id(&p.sent) {
@@ -439,10 +451,7 @@ impl DirectUdp {
                 continue;
             }
             expired.extend(state.pending.take());
-            if let Some(fd) = &state.fd {
-                release_port(fd.as_raw_fd());
-                drain(fd.as_raw_fd(), batch, |_, _, _| {});
-            }
+            retire(&mut state, batch, |_, _, _| {});
             self.put_token(token as u32, &mut state);
         }
         for p in expired {
