@@ -64,13 +64,17 @@ fn reply(id: u16, name: &str, qtype: RecordType, class: DNSClass, addr: [u8; 4])
 
 impl Upstream {
     fn start(script: fn(&str) -> Script) -> Upstream {
-        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("bind upstream"));
+        Self::start_on("127.0.0.1:0", script)
+    }
+
+    fn start_on(bind: &str, script: fn(&str) -> Script) -> Upstream {
+        let sock = Arc::new(UdpSocket::bind(bind).expect("bind upstream"));
         sock.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
         let seen: Arc<Mutex<HashMap<String, Vec<SeenQuery>>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (s, seen2, stop2) = (sock.clone(), seen.clone(), stop.clone());
         std::thread::spawn(move || {
-            let other = UdpSocket::bind("127.0.0.1:0").expect("bind second socket");
+            let other = UdpSocket::bind(SocketAddr::new(s.local_addr().expect("addr").ip(), 0)).expect("bind second");
             let mut buf = [0u8; 1500];
             while !stop2.load(Ordering::Relaxed) {
                 let Ok((n, from)) = s.recv_from(&mut buf) else { continue };
@@ -292,4 +296,26 @@ fn upstream_queries_use_a_new_port_and_a_random_id_each() {
         assert!(ports.len() >= names.len() - 1, "{path}: ports repeat: {seen:?}");
         assert!(ids.len() >= names.len() - 2, "{path}: IDs repeat: {seen:?}");
     }
+}
+
+/// An IPv6 upstream: the direct path takes its replies (one upstream query per name, none
+/// handed to the chain for a second try) and drops forgeries just the same.
+#[test]
+fn ipv6_upstreams_are_answered_on_the_direct_path() {
+    let up = Upstream::start_on("[::1]:0", |name| {
+        if name.starts_with("forge") {
+            Script::ForgeAtPort(Duration::from_millis(100))
+        } else {
+            Script::Plain
+        }
+    });
+    let srv = Server::start(&format!(".:{{PORT}} {{\n    cache\n    forward . {}\n}}\n", up.addr()));
+    for i in 0..5 {
+        let name = format!("v6-{i}.example.");
+        let m = Q::new(&name, RecordType::A).ask(srv.addr);
+        assert_eq!(a_records(&m), vec![GENUINE], "{name}");
+        assert_eq!(up.seen(&name).len(), 1, "{name}: asked once, on the direct path");
+    }
+    let m = Q::new("forge-v6.example.", RecordType::A).ask(srv.addr);
+    assert_eq!(a_records(&m), vec![GENUINE]);
 }

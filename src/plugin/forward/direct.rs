@@ -414,7 +414,8 @@ impl DirectUdp {
         };
         let mut outcome: Option<DirectOutcome> = None;
         retire(&mut state, batch, |got, cut, from| {
-            let why = if from != Some(self.addr) {
+            // Address and port only: an IPv6 sender's flow label is no part of who sent it.
+            let why = if from.map(|f| (f.ip(), f.port())) != Some((self.addr.ip(), self.addr.port())) {
                 Dropped::Address
             } else if wire::id(got) != wire::id(&p.sent) {
                 Dropped::Id
