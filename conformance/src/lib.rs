@@ -9,6 +9,7 @@ pub mod client;
 pub mod configmap;
 pub mod diff;
 pub mod fixture;
+pub mod fuzz;
 pub mod http;
 pub mod ports;
 pub mod records;

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use nodecache_conformance::case;
 use nodecache_conformance::fixture::{Behaviour, Fixture};
+use nodecache_conformance::fuzz;
 use nodecache_conformance::report;
 use nodecache_conformance::runner::{case_name, run_case, CaseResult, Options};
 use nodecache_conformance::zone::ZoneSet;
@@ -102,10 +103,92 @@ fn serve_zone(file: &str, port: &str) -> ExitCode {
     }
 }
 
+const FUZZ_USAGE: &str =
+    "usage: conformance fuzz --reference 'CMD {corefile} {port}' [--server-cmd 'CMD {corefile} {port}']
+                        [--seed N] [--queries N] [--shapes forward,nodelocal,plugins,zones] [--allow FILE]
+                        [--only INDEX] [--ttl-tolerance SECS]
+Sends the same seeded random queries (each twice) to the server and the reference, both started with the
+same Corefile shapes forwarding to one authoritative fixture, and prints every class of difference with its
+smallest example and a replay command. --allow FILE: one substring of a class key per line (known,
+documented differences; # comments). Exit status 1 when a difference is left.";
+
+/// `conformance fuzz ...`: the generative differential mode (see `nodecache_conformance::fuzz`).
+fn fuzz_main(args: &[String]) -> ExitCode {
+    let parse = || -> Result<fuzz::FuzzOptions, String> {
+        let mut o = fuzz::FuzzOptions {
+            ours: default_server_cmd(),
+            reference: String::new(),
+            seed: 1,
+            queries: 500,
+            shapes: Vec::new(),
+            allow: Vec::new(),
+            only: None,
+            ttl_tolerance: 2,
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = || it.next().cloned().ok_or_else(|| format!("{arg} needs a value"));
+            let number = |v: String| v.parse::<u64>().map_err(|_| format!("{arg} takes a number"));
+            match arg.as_str() {
+                "--server-cmd" => o.ours = value()?,
+                "--reference" => o.reference = value()?,
+                "--seed" => o.seed = number(value()?)?,
+                "--queries" => o.queries = number(value()?)? as usize,
+                "--only" => o.only = Some(number(value()?)? as usize),
+                "--ttl-tolerance" => o.ttl_tolerance = number(value()?)? as u32,
+                "--shapes" => o.shapes = value()?.split(',').map(str::to_string).collect(),
+                "--allow" => {
+                    let file = value()?;
+                    let text = std::fs::read_to_string(&file).map_err(|e| format!("{file}: {e}"))?;
+                    o.allow.extend(
+                        text.lines()
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                            .map(str::to_string),
+                    );
+                }
+                "-h" | "--help" => {
+                    println!("{FUZZ_USAGE}");
+                    std::process::exit(0);
+                }
+                s => return Err(format!("unknown argument {s}")),
+            }
+        }
+        if o.reference.is_empty() {
+            return Err("--reference is required".to_string());
+        }
+        Ok(o)
+    };
+    let opts = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("conformance fuzz: {e}\n{FUZZ_USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match fuzz::run(&opts) {
+        Ok(report) => {
+            print!("{}", fuzz::render(&report, &opts));
+            if report.classes.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("conformance fuzz: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("--serve-zone") && argv.len() == 4 {
         return serve_zone(&argv[2], &argv[3]);
+    }
+    if argv.get(1).map(String::as_str) == Some("fuzz") {
+        return fuzz_main(&argv[2..]);
     }
     let args = match parse_args() {
         Ok(a) => a,
