@@ -257,3 +257,32 @@ async fn cname_answers_are_chased_through_the_server() {
         vec!["alias.example. 60 IN CNAME target.example.", "target.example. 30 IN A 192.0.2.77"]
     );
 }
+
+/// CoreDNS renders `.Name` with miekg's escapes and `dns.NewRR` reads them back: a query name
+/// holding any octets gets its answer, owner octets unchanged (not SERVFAIL).
+#[tokio::test]
+async fn names_with_any_octets_are_answered() {
+    let (c, _term) = handler(
+        r#"template IN A example {
+    answer "{{ .Name }} 60 IN A 192.0.2.7"
+}"#,
+        &["example."],
+    );
+    for (first, shown) in [
+        (b"a\0b".to_vec(), "a\\000b.example."),
+        (b"x y;(@".to_vec(), "x\\ y\\;\\(\\@.example."),
+        (vec![b'z', 0x80], "z\\128.example."),
+        (b"-q".to_vec(), "-q.example."),
+        (b"\"\\".to_vec(), "\\\"\\\\.example."),
+    ] {
+        let qname = hickory_proto::rr::Name::from_labels(vec![first.as_slice(), b"example"]).expect("name");
+        let mut msg = query("x.example.", RecordType::A);
+        msg.queries[0].set_name(qname.clone());
+        let mut req = request_from(&msg, "127.0.0.1:40000", nodecache::server::Proto::Udp);
+        let out = run(&c, &mut req).await;
+        let m = reply(&out);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{shown}");
+        assert_eq!(m.answers.len(), 1, "{shown}");
+        assert_eq!(m.answers[0].name.iter().collect::<Vec<_>>(), qname.iter().collect::<Vec<_>>(), "{shown}");
+    }
+}

@@ -218,7 +218,9 @@ impl Rule {
                 q.name = new.clone();
                 let mut rules = Vec::new();
                 if *auto {
-                    let rw = StringRewriter::Remap(new, lower);
+                    // Response names are compared in miekg's printed form, so the rewritten name
+                    // is put in that form too (`a\032b.` and `a\ b.` are the same name).
+                    let rw = StringRewriter::Remap(canonical_name(&new), lower);
                     rules.push(ResponseRule::Name(rw.clone()));
                     rules.push(ResponseRule::Value(rw));
                 }
@@ -229,10 +231,17 @@ impl Rule {
     }
 }
 
+/// `name` in miekg's printed form (escapes as `dns.Name.String()` writes them), or unchanged
+/// when it is not a valid name.
+fn canonical_name(name: &str) -> String {
+    use crate::plugin::template::presentation::{name_from_text, name_to_text};
+    name_from_text(name).map(|n| name_to_text(&n)).unwrap_or_else(|_| name.to_string())
+}
+
 /// `plugin.Name(s).Normalize()`: lower case, fully qualified.
 fn normalize(s: &str) -> String {
     let mut n = s.to_ascii_lowercase();
-    if !n.ends_with('.') {
+    if !crate::plugin::template::presentation::is_fqdn(&n) {
         n.push('.');
     }
     n
@@ -246,7 +255,12 @@ fn valid_regex(from: &str, to: &str) -> Result<Regex, String> {
     if from.len() > MAX_REGEX_LEN {
         return Err(format!("regex pattern too long: {} > {}", from.len(), MAX_REGEX_LEN));
     }
-    let re = Regex::new(from).map_err(|_| format!("invalid regex matching pattern: {from}"))?;
+    // Go's RE2 reads `\0`, `\012`, `\101` as octal escapes (an exact rule's target such as
+    // `a\032b.` is checked as a pattern too).
+    let re = regex::RegexBuilder::new(from)
+        .octal(true)
+        .build()
+        .map_err(|_| format!("invalid regex matching pattern: {from}"))?;
     if sub_expr_usage(to) > re.captures_len() - 1 {
         return Err(format!(
             "the rewrite regex pattern ({to}) uses more subexpressions than its corresponding matching regex pattern ({from})"
