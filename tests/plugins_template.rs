@@ -258,6 +258,13 @@ async fn cname_answers_are_chased_through_the_server() {
     );
 }
 
+fn txt_strings(r: &hickory_proto::rr::Record) -> Vec<Vec<u8>> {
+    match &r.data {
+        hickory_proto::rr::RData::TXT(t) => t.txt_data.iter().map(|s| s.to_vec()).collect(),
+        other => panic!("not TXT: {other:?}"),
+    }
+}
+
 /// CoreDNS renders `.Name` with miekg's escapes and `dns.NewRR` reads them back: a query name
 /// holding any octets gets its answer, owner octets unchanged (not SERVFAIL).
 #[tokio::test]
@@ -285,4 +292,20 @@ async fn names_with_any_octets_are_answered() {
         assert_eq!(m.answers.len(), 1, "{shown}");
         assert_eq!(m.answers[0].name.iter().collect::<Vec<_>>(), qname.iter().collect::<Vec<_>>(), "{shown}");
     }
+}
+
+/// miekg's zone parser splits a TXT string longer than 255 octets into 255-octet strings.
+#[tokio::test]
+async fn long_txt_strings_are_split() {
+    let long = "0123456789".repeat(30);
+    let (c, _term) = handler(
+        &format!("template IN TXT example {{\n    answer \"{{{{ .Name }}}} 60 IN TXT \\\"{long}\\\" short\"\n}}"),
+        &["example."],
+    );
+    let mut req = request("t.example.", RecordType::TXT);
+    let m = reply(&run(&c, &mut req).await);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    let strings = txt_strings(&m.answers[0]);
+    assert_eq!(strings.iter().map(Vec::len).collect::<Vec<_>>(), vec![255, 45, 5]);
+    assert_eq!(strings.concat(), format!("{long}short").into_bytes());
 }

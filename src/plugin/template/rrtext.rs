@@ -1,11 +1,12 @@
 //! One resource record in zone-file text, read the way miekg's zone parser (`dns.NewRR`) reads
 //! it where that differs from hickory's: owner and target names may hold any octets (with `\DDD`
-//! and `\X` escapes). Other record data is left to hickory's parser.
+//! and `\X` escapes), TXT strings decode the same escapes and are split into 255-octet strings.
+//! Record types whose data holds no name or string are left to hickory's parser.
 
-use hickory_proto::rr::rdata::{CNAME, MX, NS, PTR, SRV};
+use hickory_proto::rr::rdata::{CNAME, MX, NS, PTR, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
-use super::presentation::name_from_text;
+use super::presentation::{decode_string, name_from_text};
 use super::setup::{class_from_str, type_from_str};
 
 /// miekg's default TTL for a record without one.
@@ -146,6 +147,25 @@ fn u16_token(t: Option<&Token>, what: &str) -> Result<u16, String> {
     t.filter(|t| !t.quoted).and_then(|t| t.text.parse().ok()).ok_or_else(|| format!("dns: bad {what}"))
 }
 
+/// TXT data as miekg's `endingToTxtSlice` builds it: each token one string, a string longer
+/// than 255 octets split into 255-octet strings.
+fn txt_strings(tokens: &[Token]) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    for t in tokens {
+        let dangling = t.text.bytes().rev().take_while(|&c| c == b'\\').count() % 2 == 1;
+        if dangling {
+            return Err("dns: bad TXT Txt".into());
+        }
+        let bytes = decode_string(&t.text);
+        if bytes.is_empty() {
+            out.push(Vec::new());
+            continue;
+        }
+        out.extend(bytes.chunks(255).map(<[u8]>::to_vec));
+    }
+    Ok(out)
+}
+
 /// Parses `text` when it is a form this reader handles; None to leave it to hickory's parser,
 /// with the owner name and TTL read here for the caller to put on hickory's record.
 pub enum Parsed {
@@ -204,6 +224,7 @@ fn parse_tokens(text: &str, tokens: &[Token]) -> Result<Parsed, String> {
     let (class_code, class_text) = class.unwrap_or((1, "IN".into()));
     let rdata = &tokens[i..];
     let data = match RecordType::from(rtype.0) {
+        RecordType::TXT => RData::TXT(TXT::from_bytes(txt_strings(rdata)?.iter().map(Vec::as_slice).collect())),
         RecordType::CNAME | RecordType::NS | RecordType::PTR => {
             let [target] = rdata else { return Err(format!("dns: bad {} rdata", rtype.1)) };
             let target = name_token(target)?;
@@ -251,6 +272,13 @@ mod tests {
         }
     }
 
+    fn txt(r: &Record) -> Vec<Vec<u8>> {
+        match &r.data {
+            RData::TXT(t) => t.txt_data.iter().map(|s| s.to_vec()).collect(),
+            other => panic!("not TXT: {other:?}"),
+        }
+    }
+
     #[test]
     fn tokens_follow_the_zone_lexer() {
         let toks =
@@ -265,6 +293,18 @@ mod tests {
         );
         assert_eq!(toks(" a. IN A 1.2.3.4"), None);
         assert!(matches!(tokenize("a. TXT \"x"), Some(Err(_))));
+    }
+
+    #[test]
+    fn txt_long_strings_are_split() {
+        let long = "b".repeat(600);
+        let r = done(&format!("a. 60 IN TXT \"{long}\""));
+        assert_eq!(txt(&r).iter().map(Vec::len).collect::<Vec<_>>(), vec![255, 255, 90]);
+        // An escape counts as one octet when splitting.
+        let r = done(&format!("a. 60 IN TXT \"{}\\065\"", "c".repeat(255)));
+        assert_eq!(txt(&r), vec![vec![b'c'; 255], b"A".to_vec()]);
+        assert_eq!(txt(&done("a. 60 IN TXT \"\"")), vec![Vec::<u8>::new()]);
+        assert_eq!(txt(&done("a. 60 IN TXT one two")), vec![b"one".to_vec(), b"two".to_vec()]);
     }
 
     #[test]
