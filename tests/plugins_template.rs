@@ -272,6 +272,7 @@ async fn names_with_any_octets_are_answered() {
     let (c, _term) = handler(
         r#"template IN A example {
     answer "{{ .Name }} 60 IN A 192.0.2.7"
+    additional "{{ .Name }} 60 IN TXT \"{{ .Name }}\""
 }"#,
         &["example."],
     );
@@ -291,6 +292,10 @@ async fn names_with_any_octets_are_answered() {
         assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{shown}");
         assert_eq!(m.answers.len(), 1, "{shown}");
         assert_eq!(m.answers[0].name.iter().collect::<Vec<_>>(), qname.iter().collect::<Vec<_>>(), "{shown}");
+        // The TXT string holds `.Name`'s text, escapes decoded: the name's octets, dot-separated.
+        let mut want = first.clone();
+        want.extend_from_slice(b".example.");
+        assert_eq!(txt_strings(&m.additionals[0]), vec![want], "{shown}");
     }
 }
 
@@ -308,4 +313,20 @@ async fn long_txt_strings_are_split() {
     let strings = txt_strings(&m.answers[0]);
     assert_eq!(strings.iter().map(Vec::len).collect::<Vec<_>>(), vec![255, 45, 5]);
     assert_eq!(strings.concat(), format!("{long}short").into_bytes());
+}
+
+/// Zone-file escapes in the answer text decode as miekg's parser decodes them (the Corefile
+/// lexer turns only `\"` into `"` and keeps other backslash pairs).
+#[tokio::test]
+async fn zone_file_escapes_in_answers_decode() {
+    let (c, _term) = handler(
+        r#"template IN TXT example {
+    answer "{{ .Name }} 60 IN TXT \"x\065y\" a\\b \"q\;\" \z"
+}"#,
+        &["example."],
+    );
+    let mut req = request("t.example.", RecordType::TXT);
+    let m = reply(&run(&c, &mut req).await);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(txt_strings(&m.answers[0]), vec![b"xAy".to_vec(), b"a\\b".to_vec(), b"q;".to_vec(), b"z".to_vec()]);
 }

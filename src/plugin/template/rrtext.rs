@@ -308,6 +308,13 @@ mod tests {
     }
 
     #[test]
+    fn txt_escapes_decode() {
+        let r = done("a. 60 IN TXT \"x\\065y\" \"\\\"q\\\\\" \\z");
+        assert_eq!(txt(&r), vec![b"xAy".to_vec(), b"\"q\\".to_vec(), b"z".to_vec()]);
+        assert!(matches!(parse("a. 60 IN TXT x\\"), Some(Err(_))));
+    }
+
+    #[test]
     fn names_hold_any_octets() {
         let r = done("-a\\000\\ \\;\\(\\@\\128.example. 60 IN CNAME -t\\032x.example.");
         assert_eq!(r.name.iter().next(), Some(&b"-a\0 ;(@\x80"[..]));
