@@ -231,14 +231,26 @@ async fn rewritten_names_may_hold_any_octets() {
     assert_eq!(labels(seen.queries[0].name()), vec![b"-a".to_vec(), b"example".to_vec(), b"org".to_vec()]);
     assert_eq!(texts(&m.answers), vec!["a.example.org. 30 IN A 192.0.2.1"]);
 
-    // Escapes in the rule's text are decoded (`\032` is a space); the answer maps back.
-    let term = Arc::new(Terminal::default());
-    let c = rewrite_chain("rewrite name exact a.example.org. a\\032b.example.org.", term.clone());
-    let mut req = request("a.example.org.", RecordType::A);
-    let m = reply(&run(&c, &mut req).await);
-    let seen = term.seen.lock()[0].message().expect("parse");
-    assert_eq!(labels(seen.queries[0].name()), vec![b"a b".to_vec(), b"example".to_vec(), b"org".to_vec()]);
-    assert_eq!(texts(&m.answers), vec!["a.example.org. 30 IN A 192.0.2.1"]);
+    // Escapes in the rule's text are decoded (`\032` is a space). As in CoreDNS, the answer maps
+    // back only when the rule wrote the name as miekg prints it (`a\ b.`, quoted in the Corefile):
+    // the reverter compares the rule's text with the record's printed name.
+    for (rule, reverted) in [("a\\032b.example.org.", false), ("\"a\\ b.example.org.\"", true)] {
+        let term = Arc::new(Terminal::default());
+        let c = rewrite_chain(&format!("rewrite name exact a.example.org. {rule}"), term.clone());
+        let mut req = request("a.example.org.", RecordType::A);
+        let m = reply(&run(&c, &mut req).await);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{rule}");
+        let seen = term.seen.lock()[0].message().expect("parse");
+        let spaced = vec![b"a b".to_vec(), b"example".to_vec(), b"org".to_vec()];
+        assert_eq!(labels(seen.queries[0].name()), spaced, "{rule}");
+        assert_eq!(m.queries[0].name().to_ascii(), "a.example.org.");
+        let owner = labels(&m.answers[0].name);
+        if reverted {
+            assert_eq!(owner, labels(&name("a.example.org.")), "{rule}");
+        } else {
+            assert_eq!(owner, spaced, "{rule}");
+        }
+    }
 
     let term = Arc::new(Terminal::default());
     let c = rewrite_chain("rewrite name suffix .example.org. .example.net. answer auto", term.clone());

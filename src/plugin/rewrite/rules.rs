@@ -218,9 +218,9 @@ impl Rule {
                 q.name = new.clone();
                 let mut rules = Vec::new();
                 if *auto {
-                    // Response names are compared in miekg's printed form, so the rewritten name
-                    // is put in that form too (`a\032b.` and `a\ b.` are the same name).
-                    let rw = StringRewriter::Remap(canonical_name(&new), lower);
+                    // As CoreDNS: the rule's text as written against record names in printed
+                    // form, so `a\032b.` (printed `a\ b.`) is not mapped back.
+                    let rw = StringRewriter::Remap(new, lower);
                     rules.push(ResponseRule::Name(rw.clone()));
                     rules.push(ResponseRule::Value(rw));
                 }
@@ -229,13 +229,6 @@ impl Rule {
             }
         }
     }
-}
-
-/// `name` in miekg's printed form (escapes as `dns.Name.String()` writes them), or unchanged
-/// when it is not a valid name.
-fn canonical_name(name: &str) -> String {
-    use crate::plugin::template::presentation::{name_from_text, name_to_text};
-    name_from_text(name).map(|n| name_to_text(&n)).unwrap_or_else(|_| name.to_string())
 }
 
 /// `plugin.Name(s).Normalize()`: lower case, fully qualified.

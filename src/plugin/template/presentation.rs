@@ -128,12 +128,17 @@ pub fn name_to_text(name: &Name) -> String {
     out
 }
 
-/// The query's name as CoreDNS sees it: for a name read from the query, `dns.Name.String()`
-/// (miekg's escapes, case as sent); for a name a `rewrite` rule set, the rule's text as it is
-/// (CoreDNS does not pack the rewritten question before later plugins read it). Plain names are
-/// taken as they are; others are read again from the query bytes.
+/// True for a byte that `dns.Name.String()` prints as itself.
+fn prints_plain(b: u8) -> bool {
+    (b'!'..=b'~').contains(&b) && !matches!(b, b'\'' | b'@' | b';' | b'(' | b')' | b'"' | b'\\')
+}
+
+/// The query's name as CoreDNS's `state.Name()` gives it before lower-casing:
+/// `dns.Name(q.Name).String()`, i.e. miekg's escapes, case as sent. That holds for a name read
+/// from the query and for one a `rewrite` rule wrote (`a\032b.` and `x;y.` print as `a\ b.` and
+/// `x\;y.`). Names of plain bytes are taken as they are; others are read from the query bytes.
 pub fn request_qname(req: &Request) -> String {
-    if req.qname.is_ascii() && !req.qname.contains('\\') {
+    if req.qname.bytes().all(prints_plain) {
         return req.qname.clone();
     }
     let mut decoder = BinDecoder::new(&req.wire);
@@ -141,9 +146,8 @@ pub fn request_qname(req: &Request) -> String {
         return req.qname.clone();
     }
     match Name::read(&mut decoder) {
-        // The server prints the question with hickory's escapes; a rewritten name differs.
-        Ok(n) if n.to_string() == req.qname || n.to_ascii() == req.qname => name_to_text(&n),
-        _ => req.qname.clone(),
+        Ok(n) => name_to_text(&n),
+        Err(_) => req.qname.clone(),
     }
 }
 
@@ -215,6 +219,12 @@ mod tests {
         // 300 wraps to 44 (`,`), as a Go byte does.
         assert_eq!(name_to_text(&name_from_text("\\300.").unwrap()), ",.");
         assert_eq!(name_to_text(&Name::root()), ".");
+    }
+
+    #[test]
+    fn plain_bytes_print_as_themselves() {
+        assert!(b"az-_*.09!,/".iter().all(|&b| prints_plain(b)));
+        assert!(b" ;@()\"\\'\x7f\x80\0".iter().all(|&b| !prints_plain(b)));
     }
 
     #[test]
