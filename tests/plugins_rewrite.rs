@@ -212,3 +212,72 @@ async fn edns0_rules_change_the_query_opt() {
     assert!(setup(parse, "rewrite edns0 nsid set", &["."]).is_ok());
     assert!(setup(parse, "rewrite edns0 subnet unset", &["."]).is_ok());
 }
+
+fn labels(n: &Name) -> Vec<Vec<u8>> {
+    n.iter().map(<[u8]>::to_vec).collect()
+}
+
+/// CoreDNS checks a rewritten name only with miekg's `IsDomainName` (label and name lengths):
+/// a leading `-` or any other octet is answered, not SERVFAIL.
+#[tokio::test]
+async fn rewritten_names_may_hold_any_octets() {
+    let term = Arc::new(Terminal::default());
+    let c = rewrite_chain("rewrite name exact a.example.org. -a.example.org.", term.clone());
+    let mut req = request("a.example.org.", RecordType::A);
+    let out = run(&c, &mut req).await;
+    let m = reply(&out);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    let seen = term.seen.lock()[0].message().expect("parse");
+    assert_eq!(labels(seen.queries[0].name()), vec![b"-a".to_vec(), b"example".to_vec(), b"org".to_vec()]);
+    assert_eq!(texts(&m.answers), vec!["a.example.org. 30 IN A 192.0.2.1"]);
+
+    // Escapes in the rule's text are decoded (`\032` is a space). As in CoreDNS, the answer maps
+    // back only when the rule wrote the name as miekg prints it (`a\ b.`, quoted in the Corefile):
+    // the reverter compares the rule's text with the record's printed name.
+    for (rule, reverted) in [("a\\032b.example.org.", false), ("\"a\\ b.example.org.\"", true)] {
+        let term = Arc::new(Terminal::default());
+        let c = rewrite_chain(&format!("rewrite name exact a.example.org. {rule}"), term.clone());
+        let mut req = request("a.example.org.", RecordType::A);
+        let m = reply(&run(&c, &mut req).await);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{rule}");
+        let seen = term.seen.lock()[0].message().expect("parse");
+        let spaced = vec![b"a b".to_vec(), b"example".to_vec(), b"org".to_vec()];
+        assert_eq!(labels(seen.queries[0].name()), spaced, "{rule}");
+        assert_eq!(m.queries[0].name().to_ascii(), "a.example.org.");
+        let owner = labels(&m.answers[0].name);
+        if reverted {
+            assert_eq!(owner, labels(&name("a.example.org.")), "{rule}");
+        } else {
+            assert_eq!(owner, spaced, "{rule}");
+        }
+    }
+
+    let term = Arc::new(Terminal::default());
+    let c = rewrite_chain("rewrite name suffix .example.org. .example.net. answer auto", term.clone());
+    for first in [b"a\0b".to_vec(), b"x y;(@".to_vec(), vec![b'z', 0x80], b"-q".to_vec()] {
+        let qname = Name::from_labels(vec![first.as_slice(), b"example", b"org"]).expect("name");
+        let mut msg = query("x.example.org.", RecordType::A);
+        msg.queries[0].set_name(qname.clone());
+        let mut req = request_from(&msg, "127.0.0.1:40000", nodecache::server::Proto::Udp);
+        let m = reply(&run(&c, &mut req).await);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{first:?}");
+        let seen = term.seen.lock().last().cloned().expect("reached the terminal");
+        let seen = seen.message().expect("parse");
+        assert_eq!(labels(seen.queries[0].name()), vec![first.clone(), b"example".to_vec(), b"net".to_vec()]);
+        assert_eq!(labels(m.queries[0].name()), labels(&qname));
+        assert_eq!(m.answers.len(), 1);
+        assert_eq!(labels(&m.answers[0].name), labels(&qname), "{first:?}");
+    }
+}
+
+/// Names longer than the wire allows are still refused (SERVFAIL), as `IsDomainName` does.
+#[tokio::test]
+async fn rewritten_names_over_the_length_limits_fail() {
+    let term = Arc::new(Terminal::default());
+    let long = "a".repeat(64);
+    let c = rewrite_chain(&format!("rewrite name exact a.example.org. {long}.example.org."), term.clone());
+    let mut req = request("a.example.org.", RecordType::A);
+    let out = run(&c, &mut req).await;
+    assert_eq!(out.rcode, ResponseCode::ServFail);
+    assert_eq!(term.calls(), 0);
+}

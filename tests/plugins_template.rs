@@ -257,3 +257,76 @@ async fn cname_answers_are_chased_through_the_server() {
         vec!["alias.example. 60 IN CNAME target.example.", "target.example. 30 IN A 192.0.2.77"]
     );
 }
+
+fn txt_strings(r: &hickory_proto::rr::Record) -> Vec<Vec<u8>> {
+    match &r.data {
+        hickory_proto::rr::RData::TXT(t) => t.txt_data.iter().map(|s| s.to_vec()).collect(),
+        other => panic!("not TXT: {other:?}"),
+    }
+}
+
+/// CoreDNS renders `.Name` with miekg's escapes and `dns.NewRR` reads them back: a query name
+/// holding any octets gets its answer, owner octets unchanged (not SERVFAIL).
+#[tokio::test]
+async fn names_with_any_octets_are_answered() {
+    let (c, _term) = handler(
+        r#"template IN A example {
+    answer "{{ .Name }} 60 IN A 192.0.2.7"
+    additional "{{ .Name }} 60 IN TXT \"{{ .Name }}\""
+}"#,
+        &["example."],
+    );
+    for (first, shown) in [
+        (b"a\0b".to_vec(), "a\\000b.example."),
+        (b"x y;(@".to_vec(), "x\\ y\\;\\(\\@.example."),
+        (vec![b'z', 0x80], "z\\128.example."),
+        (b"-q".to_vec(), "-q.example."),
+        (b"\"\\".to_vec(), "\\\"\\\\.example."),
+    ] {
+        let qname = hickory_proto::rr::Name::from_labels(vec![first.as_slice(), b"example"]).expect("name");
+        let mut msg = query("x.example.", RecordType::A);
+        msg.queries[0].set_name(qname.clone());
+        let mut req = request_from(&msg, "127.0.0.1:40000", nodecache::server::Proto::Udp);
+        let out = run(&c, &mut req).await;
+        let m = reply(&out);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{shown}");
+        assert_eq!(m.answers.len(), 1, "{shown}");
+        assert_eq!(m.answers[0].name.iter().collect::<Vec<_>>(), qname.iter().collect::<Vec<_>>(), "{shown}");
+        // The TXT string holds `.Name`'s text, escapes decoded: the name's octets, dot-separated.
+        let mut want = first.clone();
+        want.extend_from_slice(b".example.");
+        assert_eq!(txt_strings(&m.additionals[0]), vec![want], "{shown}");
+    }
+}
+
+/// miekg's zone parser splits a TXT string longer than 255 octets into 255-octet strings.
+#[tokio::test]
+async fn long_txt_strings_are_split() {
+    let long = "0123456789".repeat(30);
+    let (c, _term) = handler(
+        &format!("template IN TXT example {{\n    answer \"{{{{ .Name }}}} 60 IN TXT \\\"{long}\\\" short\"\n}}"),
+        &["example."],
+    );
+    let mut req = request("t.example.", RecordType::TXT);
+    let m = reply(&run(&c, &mut req).await);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    let strings = txt_strings(&m.answers[0]);
+    assert_eq!(strings.iter().map(Vec::len).collect::<Vec<_>>(), vec![255, 45, 5]);
+    assert_eq!(strings.concat(), format!("{long}short").into_bytes());
+}
+
+/// Zone-file escapes in the answer text decode as miekg's parser decodes them (the Corefile
+/// lexer turns only `\"` into `"` and keeps other backslash pairs).
+#[tokio::test]
+async fn zone_file_escapes_in_answers_decode() {
+    let (c, _term) = handler(
+        r#"template IN TXT example {
+    answer "{{ .Name }} 60 IN TXT \"x\065y\" a\\b \"q\;\" \z"
+}"#,
+        &["example."],
+    );
+    let mut req = request("t.example.", RecordType::TXT);
+    let m = reply(&run(&c, &mut req).await);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(txt_strings(&m.answers[0]), vec![b"xAy".to_vec(), b"a\\b".to_vec(), b"q;".to_vec(), b"z".to_vec()]);
+}

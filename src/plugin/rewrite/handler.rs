@@ -7,6 +7,7 @@ use hickory_proto::rr::{Name, RData, Record};
 
 use super::rules::{Mode, Question, ResponseRule, Rule, StringRewriter};
 use crate::plugin::template::common::reply_to;
+use crate::plugin::template::presentation::{name_from_text, name_to_text, request_qname};
 use crate::plugin::template::setup::rcode_value;
 use crate::plugin::{Next, Plugin};
 use crate::server::{Outcome, Reply, Request};
@@ -28,13 +29,13 @@ async fn rewrite_cname_targets(m: &mut Message, rules: &[ResponseRule], addr: st
         let ResponseRule::Cname(c) = rule else { continue };
         let hit = m.answers.iter().find_map(|r| match &r.data {
             RData::CNAME(t) => {
-                let target = t.0.to_ascii();
+                let target = name_to_text(&t.0);
                 c.from_and_to(&target).filter(|(from, _)| *from == target)
             }
             _ => None,
         });
         let Some((from, to)) = hit else { continue };
-        let Ok(to_name) = Name::from_ascii(&to) else { continue };
+        let Ok(to_name) = name_from_text(&to) else { continue };
         let Ok(up) = crate::plugin::template::handler::lookup_name(
             addr,
             &to_name,
@@ -50,7 +51,7 @@ async fn rewrite_cname_targets(m: &mut Message, rules: &[ResponseRule], addr: st
         let mut answers = Vec::new();
         for mut rr in std::mem::take(&mut m.answers) {
             if let RData::CNAME(t) = &mut rr.data {
-                let matched = t.0.to_ascii() == from;
+                let matched = name_to_text(&t.0) == from;
                 if matched {
                     t.0 = to_name.clone();
                 }
@@ -66,32 +67,18 @@ async fn rewrite_cname_targets(m: &mut Message, rules: &[ResponseRule], addr: st
     }
 }
 
-/// miekg's `IsDomainName`: labels of 1–63 octets, at most 255 octets in wire form.
-pub fn is_domain_name(name: &str) -> bool {
-    if name.is_empty() {
-        return false;
-    }
-    if name == "." {
-        return true;
-    }
-    let body = name.strip_suffix('.').unwrap_or(name);
-    let mut wire = 1;
-    for label in body.split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return false;
-        }
-        wire += label.len() + 1;
-    }
-    wire <= 255
-}
+/// miekg's `IsDomainName`: any octets, labels of 1–63 octets, at most 255 octets in wire form.
+pub use crate::plugin::template::presentation::is_domain_name;
 
+/// The rewritten name, when `rw` changes it and the result is a valid name (presentation
+/// text, miekg's escapes).
 fn rewrite_name(n: &Name, rw: &StringRewriter) -> Option<Name> {
-    let text = n.to_ascii();
+    let text = name_to_text(n);
     let new = rw.rewrite(&text);
     if new == text {
         return None;
     }
-    Name::from_ascii(&new).ok()
+    name_from_text(&new).ok()
 }
 
 fn apply_value(rr: &mut Record, rw: &StringRewriter) {
@@ -159,7 +146,7 @@ fn error_rcode(rc: ResponseCode) -> bool {
 
 impl Rewrite {
     fn rewrite_request(&self, req: &mut Request) -> Result<(Vec<ResponseRule>, bool, bool), String> {
-        let orig = Question { name: req.qname.clone(), qtype: req.qtype, qclass: req.qclass };
+        let orig = Question { name: request_qname(req), qtype: req.qtype, qclass: req.qclass };
         let mut q = orig.clone();
         let mut rules = Vec::new();
         let mut stopped = false;
@@ -196,7 +183,7 @@ impl Rewrite {
                 Some(m) => m,
                 None => req.message()?,
             };
-            let name = Name::from_ascii(&q.name).map_err(|e| format!("invalid name after rewrite: {}: {e}", q.name))?;
+            let name = name_from_text(&q.name).map_err(|e| format!("invalid name after rewrite: {}: {e}", q.name))?;
             if let Some(first) = msg.queries.first_mut() {
                 first.set_name(name);
                 first.set_query_type(q.qtype.into());

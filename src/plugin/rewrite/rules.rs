@@ -218,6 +218,8 @@ impl Rule {
                 q.name = new.clone();
                 let mut rules = Vec::new();
                 if *auto {
+                    // As CoreDNS: the rule's text as written against record names in printed
+                    // form, so `a\032b.` (printed `a\ b.`) is not mapped back.
                     let rw = StringRewriter::Remap(new, lower);
                     rules.push(ResponseRule::Name(rw.clone()));
                     rules.push(ResponseRule::Value(rw));
@@ -232,7 +234,7 @@ impl Rule {
 /// `plugin.Name(s).Normalize()`: lower case, fully qualified.
 fn normalize(s: &str) -> String {
     let mut n = s.to_ascii_lowercase();
-    if !n.ends_with('.') {
+    if !crate::plugin::template::presentation::is_fqdn(&n) {
         n.push('.');
     }
     n
@@ -246,7 +248,12 @@ fn valid_regex(from: &str, to: &str) -> Result<Regex, String> {
     if from.len() > MAX_REGEX_LEN {
         return Err(format!("regex pattern too long: {} > {}", from.len(), MAX_REGEX_LEN));
     }
-    let re = Regex::new(from).map_err(|_| format!("invalid regex matching pattern: {from}"))?;
+    // Go's RE2 reads `\0`, `\012`, `\101` as octal escapes (an exact rule's target such as
+    // `a\032b.` is checked as a pattern too).
+    let re = regex::RegexBuilder::new(from)
+        .octal(true)
+        .build()
+        .map_err(|_| format!("invalid regex matching pattern: {from}"))?;
     if sub_expr_usage(to) > re.captures_len() - 1 {
         return Err(format!(
             "the rewrite regex pattern ({to}) uses more subexpressions than its corresponding matching regex pattern ({from})"

@@ -14,6 +14,8 @@ use prometheus_client::metrics::family::Family;
 use super::common::{reply_to, zone_match};
 use super::expr::{Env, Val};
 use super::gotmpl::{Struct, Template as GoTemplate, Value};
+use super::presentation::{name_to_text, request_qname};
+use super::rrtext;
 use super::setup::{class_to_string, rcode_value, type_to_string, Config, TemplateSpec};
 use crate::plugin::{Next, Plugin};
 use crate::server::{Outcome, Reply, Request};
@@ -92,7 +94,7 @@ impl TemplateHandler {
             };
             out.push(rr);
             let Some(target) = target else { continue };
-            if target.to_ascii().eq_ignore_ascii_case(&req.qname) {
+            if name_to_text(&target).eq_ignore_ascii_case(&request_qname(req)) {
                 continue;
             }
             if let Ok(up) = lookup(addr, &target, req).await {
@@ -104,10 +106,12 @@ impl TemplateHandler {
     }
 
     fn handle(&self, req: &Request) -> Option<Outcome> {
-        let name = req.qname_lower.as_str();
-        zone_match(&self.cfg.zones, name)?;
+        // The name as CoreDNS's `state.Name()` gives it: miekg's escapes, lower case.
+        let qname = request_qname(req);
+        let name = qname.to_ascii_lowercase();
+        zone_match(&self.cfg.zones, &name)?;
         for t in &self.cfg.templates {
-            let (matched, fall) = self.match_template(t, req);
+            let (matched, fall) = self.match_template(t, req, &qname, &name);
             let Some(m) = matched else {
                 if !fall {
                     return Some(Outcome::unwritten(ResponseCode::ServFail, None));
@@ -160,8 +164,7 @@ impl TemplateHandler {
     }
 
     /// CoreDNS's `template.match`: (data if matched, may fall through).
-    fn match_template(&self, t: &TemplateSpec, req: &Request) -> (Option<Matched>, bool) {
-        let name = req.qname_lower.as_str();
+    fn match_template(&self, t: &TemplateSpec, req: &Request, qname: &str, name: &str) -> (Option<Matched>, bool) {
         let Some(zone) = zone_match(&t.zones, name) else { return (None, true) };
         if t.qclass != 255 && req.qclass != 255 && req.qclass != t.qclass {
             return (None, true);
@@ -188,7 +191,7 @@ impl TemplateHandler {
             }
             let mut var_map = BTreeMap::new();
             if !t.vars.is_empty() || !t.exprs.is_empty() {
-                let mut env = expr_env(req, &group);
+                let mut env = expr_env(req, name, &group);
                 for (n, prog) in &t.vars {
                     let Ok(v) = prog.run(&env) else { return (None, false) };
                     var_map.insert(n.clone(), val_to_value(&v));
@@ -202,7 +205,8 @@ impl TemplateHandler {
                     }
                 }
             }
-            let (message, question) = if self.needs_message { message_values(req) } else { (Value::Nil, Value::Nil) };
+            let (message, question) =
+                if self.needs_message { message_values(req, qname) } else { (Value::Nil, Value::Nil) };
             let meta: BTreeMap<String, String> = req.metadata.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
             let data = Value::Struct(Box::new(Struct {
                 type_name: "*template.templateData".into(),
@@ -229,10 +233,10 @@ impl TemplateHandler {
 }
 
 /// The expression environment for `req` with the regex `groups`.
-fn expr_env(req: &Request, groups: &BTreeMap<String, Value>) -> Env {
+fn expr_env(req: &Request, name: &str, groups: &BTreeMap<String, Value>) -> Env {
     Env {
         qtype: type_to_string(req.qtype),
-        name: req.qname_lower.clone(),
+        name: name.to_string(),
         class: class_to_string(req.qclass),
         proto: req.proto.as_str().to_string(),
         size: req.wire.len() as i64,
@@ -262,15 +266,15 @@ fn val_to_value(v: &Val) -> Value {
 }
 
 /// `.Message` and `.Question` as template values.
-fn message_values(req: &Request) -> (Value, Value) {
+fn message_values(req: &Request, qname: &str) -> (Value, Value) {
     let question = Value::Struct(Box::new(Struct {
         type_name: "*dns.Question".into(),
         fields: vec![
-            ("Name".into(), Value::str(req.qname.clone())),
+            ("Name".into(), Value::str(qname)),
             ("Qtype".into(), Value::Uint(req.qtype as u64)),
             ("Qclass".into(), Value::Uint(req.qclass as u64)),
         ],
-        stringer: Some(format!(";{}\t{}\t {}", req.qname, class_to_string(req.qclass), type_to_string(req.qtype))),
+        stringer: Some(format!(";{}\t{}\t {}", qname, class_to_string(req.qclass), type_to_string(req.qtype))),
         methods: Vec::new(),
     }));
     let Ok(msg) = req.message() else { return (Value::Nil, question) };
@@ -350,11 +354,26 @@ pub async fn lookup_name(
 }
 
 /// Parses one resource record in zone-file syntax the way miekg's `dns.NewRR` does: origin
-/// `.`, default TTL 3600, class IN when omitted.
+/// `.`, default TTL 3600, class IN when omitted; names may hold any octets, TXT strings decode
+/// zone-file escapes and are split into 255-octet strings.
 pub fn parse_rr(text: &str) -> Result<Record, String> {
     if text.trim().is_empty() {
         return Err("dns: empty RR".into());
     }
+    match rrtext::parse(text) {
+        Some(Ok(rrtext::Parsed::Done(rec))) => Ok(rec),
+        Some(Ok(rrtext::Parsed::Other { owner, ttl, class, rtype, rdata })) => {
+            let mut rec = parse_with_hickory(&format!("x. {ttl} {class} {rtype} {rdata}"))?;
+            rec.name = owner;
+            Ok(rec)
+        }
+        Some(Err(e)) => Err(e),
+        None => parse_with_hickory(text),
+    }
+}
+
+/// hickory's zone parser for one record, with the owner's case kept as written.
+fn parse_with_hickory(text: &str) -> Result<Record, String> {
     let input = format!("$TTL 3600\n{}\n", text.trim_end());
     let (_, sets) = Parser::new(input, None, Some(Name::root())).parse().map_err(|e| format!("dns: {e}"))?;
     let mut records = sets.values().flat_map(|s| s.records_without_rrsigs().cloned());

@@ -5,4 +5,6 @@ pub mod common;
 pub mod expr;
 pub mod gotmpl;
 pub mod handler;
+pub mod presentation;
+pub mod rrtext;
 pub mod setup;
