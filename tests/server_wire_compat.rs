@@ -6,7 +6,6 @@ mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::thread;
-use std::time::Duration;
 
 use common::*;
 use nodecache::server::wire;
@@ -120,5 +119,108 @@ fn server_written_replies_echo_the_request_opt() {
     let r = udp_raw(srv.addr, &raw_query(0x0100, [1, 0, 0, 1], &body), WAIT).expect("whoami");
     assert_eq!(rcode_of(&r), 0);
     assert_eq!(reply_opt(&r).0, 200);
-    let _ = Duration::ZERO;
+}
+
+/// A forwarding server in front of the example zone.
+fn forwarder() -> (Server, nodecache_conformance::fixture::Fixture) {
+    let up = fixture(&example_zone(300));
+    let srv = Server::start(&format!(".:{{PORT}} {{\n    forward . {}\n}}\n", up.addr()));
+    (srv, up)
+}
+
+#[test]
+fn formerr_and_notimp_headers_are_set_rcode_format_error() {
+    let (mut srv, up) = forwarder();
+    // NOTIFY with AA, TC, RD, RA, Z, AD, CD, and a cut-short additional record: FORMERR with
+    // opcode QUERY, AA and Z cleared, TC/RD/RA/AD/CD kept, the question read echoed.
+    let q = question("www");
+    let flags = 4 << 11 | 0x0400 | 0x0200 | 0x0100 | 0x0080 | 0x0040 | 0x0020 | 0x0010;
+    let body = [&q[..], &[0, 0, 41, 0x10]].concat();
+    let r = udp_raw(srv.addr, &raw_query(flags, [1, 0, 0, 1], &body), WAIT).expect("FORMERR");
+    assert_eq!(wire::flags(&r), 0x8000 | 0x0200 | 0x0100 | 0x0080 | 0x0020 | 0x0010 | 1);
+    assert_eq!(wire::counts(&r), (1, 0, 0, 0));
+    assert_eq!(&r[wire::HEADER_LEN..], &q[..]);
+    // A question that cannot be read: no question.
+    let r = udp_raw(srv.addr, &raw_query(0x0500, [1, 0, 0, 0], &[0xc0, 0x0c, 0, 1, 0, 1]), WAIT).expect("FORMERR");
+    assert_eq!((wire::flags(&r), wire::counts(&r), r.len()), (0x8101, (0, 0, 0, 0), 12));
+    // NOTIMP keeps the opcode but clears AA.
+    let r = udp_raw(srv.addr, &raw_query(5 << 11 | 0x0500, [1, 0, 0, 0], &q), WAIT).expect("NOTIMP");
+    assert_eq!(wire::flags(&r), 0x8000 | 5 << 11 | 0x0100 | 4);
+    assert_eq!(up.seen().len(), 0);
+    srv.assert_alive();
+}
+
+#[test]
+fn question_count_one_without_a_question_is_servfail() {
+    let (mut srv, up) = forwarder();
+    for tcp in [false, true] {
+        let q = raw_query(0x0110, [1, 0, 0, 0], &[]);
+        let r = if tcp { tcp_raw(srv.addr, &framed(&q), WAIT) } else { udp_raw(srv.addr, &q, WAIT) };
+        assert_eq!(r.expect("SERVFAIL"), vec![0x12, 0x34, 0x81, 0x12, 0, 0, 0, 0, 0, 0, 0, 0], "tcp={tcp}");
+    }
+    assert_eq!(up.seen().len(), 0);
+    srv.assert_alive();
+}
+
+#[test]
+fn malformed_client_subnet_is_formerr_and_not_forwarded() {
+    let (srv, up) = forwarder();
+    let q = question("www");
+    for ecs in [
+        &[0u8, 8, 0, 4, 0, 3, 0, 0][..],
+        &[0, 8, 0, 3, 0, 1, 24],
+        &[0, 8, 0, 5, 0, 1, 33, 0, 1],
+        &[0, 8, 0, 4, 0, 2, 129, 0],
+    ] {
+        let mut body = q.clone();
+        wire::encode_opt(1232, 0, ecs, &mut body);
+        // Twice: the second would be a fast-path candidate.
+        for _ in 0..2 {
+            let r = udp_raw(srv.addr, &raw_query(0x0100, [1, 0, 0, 1], &body), WAIT).expect("FORMERR");
+            assert_eq!(rcode_of(&r), 1, "{ecs:?}");
+            assert_eq!(wire::counts(&r), (1, 0, 0, 0), "{ecs:?}");
+        }
+    }
+    assert_eq!(up.seen().len(), 0);
+    // A valid ECS is forwarded.
+    let mut body = q.clone();
+    wire::encode_opt(1232, 0, &[0, 8, 0, 7, 0, 1, 24, 0, 192, 0, 2], &mut body);
+    let r = udp_raw(srv.addr, &raw_query(0x0100, [1, 0, 0, 1], &body), WAIT).expect("answer");
+    assert_eq!(rcode_of(&r), 0);
+}
+
+#[test]
+fn miekg_leniency_serves_the_query() {
+    let (srv, up) = forwarder();
+    let q = question("www");
+    let with = |extra: &[u8]| [&q[..], extra].concat();
+    let mut two_opts = Vec::new();
+    wire::encode_opt(512, 0, &[], &mut two_opts);
+    wire::encode_opt(1400, 0, &[0, 0, 0, 0], &mut two_opts);
+    let mut zero_code = Vec::new();
+    wire::encode_opt(1232, 0, &[0, 0, 0, 2, 1, 2], &mut zero_code);
+    let cases: Vec<(&str, [u16; 4], Vec<u8>)> = vec![
+        ("trailing bytes", [1, 0, 0, 0], with(&[0xde, 0xad, 0xbe])),
+        ("counts above the records present", [1, 1, 1, 2], q.clone()),
+        ("OPT with a non-root owner", [1, 0, 0, 1], with(&[1, b'x', 0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 0])),
+        ("two OPTs", [1, 0, 0, 2], with(&two_opts)),
+        ("option code 0", [1, 0, 0, 1], with(&zero_code)),
+    ];
+    for (what, counts, body) in cases {
+        for tcp in [false, true] {
+            let m = raw_query(0x0100, counts, &body);
+            let r = if tcp { tcp_raw(srv.addr, &framed(&m), WAIT) } else { udp_raw(srv.addr, &m, WAIT) };
+            let r = r.unwrap_or_else(|| panic!("{what}: no reply"));
+            assert_eq!(rcode_of(&r), 0, "{what} tcp={tcp}: {r:02x?}");
+            assert_eq!(wire::counts(&r).1, 1, "{what} tcp={tcp}: one answer");
+        }
+    }
+    assert!(up.seen().len() >= 5);
+    // A question without class is read with class 0: not IN, so REFUSED, the question echoed
+    // as miekg re-packs it (type A, class 0).
+    let name = &q[..q.len() - 4];
+    let body = [name, &[0, 1]].concat();
+    let r = udp_raw(srv.addr, &raw_query(0x0100, [1, 0, 0, 0], &body), WAIT).expect("REFUSED");
+    assert_eq!(rcode_of(&r), 5);
+    assert_eq!(&r[wire::HEADER_LEN..], &[name, &[0, 1, 0, 0]].concat()[..]);
 }

@@ -83,6 +83,10 @@ fn parse<'a>(buf: &'a [u8], lower: &'a mut [u8; 256]) -> Option<SimpleQuery<'a>>
         if off + 11 + rdlen != buf.len() {
             return None;
         }
+        // Options miekg cannot unpack make the query a FORMERR: the full path answers it.
+        if !super::query::options_valid(&buf[off + 11..]) {
+            return None;
+        }
         let size = u16::from_be_bytes([opt[3], opt[4]]);
         Some((size, u16::from_be_bytes([opt[7], opt[8]]) & 0xff00, &buf[off + 11..]))
     } else {
