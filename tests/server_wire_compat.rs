@@ -152,13 +152,26 @@ fn formerr_and_notimp_headers_are_set_rcode_format_error() {
 
 #[test]
 fn question_count_one_without_a_question_is_servfail() {
-    let (mut srv, up) = forwarder();
+    let up = fixture(&example_zone(300));
+    let mport = nodecache_conformance::ports::PortPicker.tcp().expect("metrics port");
+    let mut srv =
+        Server::start(&format!(".:{{PORT}} {{\n    forward . {}\n    prometheus 127.0.0.1:{mport}\n}}\n", up.addr()));
     for tcp in [false, true] {
         let q = raw_query(0x0110, [1, 0, 0, 0], &[]);
         let r = if tcp { tcp_raw(srv.addr, &framed(&q), WAIT) } else { udp_raw(srv.addr, &q, WAIT) };
         assert_eq!(r.expect("SERVFAIL"), vec![0x12, 0x34, 0x81, 0x12, 0, 0, 0, 0, 0, 0, 0, 0], "tcp={tcp}");
     }
     assert_eq!(up.seen().len(), 0);
+    // Counted as CoreDNS's errorAndMetricsFunc counts it: zone "dropped".
+    let body =
+        nodecache_conformance::http::get(&format!("http://127.0.0.1:{mport}/metrics"), WAIT).expect("metrics").body;
+    let servfail: f64 = body
+        .lines()
+        .filter(|l| l.starts_with("coredns_dns_responses_total{") && l.contains("zone=\"dropped\""))
+        .filter(|l| l.contains("rcode=\"SERVFAIL\""))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    assert_eq!(servfail, 2.0, "{body}");
     srv.assert_alive();
 }
 

@@ -37,6 +37,21 @@ pub async fn handle(
     let pq = match query::accept(&buf) {
         Accepted::Ignore => return None,
         Accepted::Reply(r) => return Some(r),
+        Accepted::Dropped(r) => {
+            let obs = Observation {
+                proto,
+                family: dns_metrics::family_of(&client),
+                qtype: 0,
+                do_bit: false,
+                request_size: received_len,
+                response_size: r.len(),
+                rcode: 2,
+                plugin: "",
+                duration: std::time::Duration::ZERO,
+            };
+            dns_metrics::record_dropped(&lr.label, &obs);
+            return Some(r);
+        }
         Accepted::Query(q) => q,
     };
     let pq = *pq;

@@ -13,6 +13,9 @@ pub enum Accepted {
     Ignore,
     /// Reply with these bytes without running any plugin.
     Reply(Vec<u8>),
+    /// Reply with these bytes (no question reached the server: SERVFAIL), counted as CoreDNS's
+    /// `errorAndMetricsFunc` counts it: `zone="dropped"`.
+    Dropped(Vec<u8>),
     /// A query to route.
     Query(Box<ParsedQuery>),
 }
@@ -253,7 +256,7 @@ pub fn accept(buf: &[u8]) -> Accepted {
     let Some((question, qend)) = u.question else {
         // No question reached the server: CoreDNS's ServeDNS answers SERVFAIL (SetRcode: no
         // question, and the request has no OPT to echo).
-        return Accepted::Reply(no_question(buf));
+        return Accepted::Dropped(no_question(buf));
     };
     let name_len = question.len() - 4;
     let mut decoder = BinDecoder::new(&question[..name_len]);
@@ -592,7 +595,7 @@ mod tests {
 
     #[test]
     fn question_count_one_without_question_is_servfail() {
-        let Accepted::Reply(r) = accept(&query(0x0110, [1, 0, 0, 0], &[])) else { panic!("expected reply") };
+        let Accepted::Dropped(r) = accept(&query(0x0110, [1, 0, 0, 0], &[])) else { panic!("expected reply") };
         assert_eq!(r, vec![0x12, 0x34, 0x81, 0x12, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 
