@@ -370,5 +370,9 @@ mod tests {
         wire::encode_opt(1232, 0x0001_0000, &[], &mut opt);
         assert!(parse(&query(&[1, b'a', 0], 1, &opt), &mut buf).is_none());
         assert!(parse(&query(&[1, b'a'], 0, &[]), &mut buf).is_none());
+        // An ECS miekg cannot unpack (family 3): FORMERR on the full path.
+        let mut opt = Vec::new();
+        wire::encode_opt(1232, 0, &[0, 8, 0, 4, 0, 3, 0, 0], &mut opt);
+        assert!(parse(&query(&[1, b'a', 0], 1, &opt), &mut buf).is_none());
     }
 }

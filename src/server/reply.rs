@@ -280,3 +280,29 @@ fn truncate_message(req: &Request, msg: &mut Message) -> Vec<u8> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn client_opt_is_rebuilt_as_miekg_packs_it() {
+        let options = [
+            &[0u8, 9, 0, 6, 0, 0, 1, 0, 9, 9][..], // EXPIRE with 6 octets: the first 4
+            &[0, 11, 0, 2, 0, 0],                  // TCP-KEEPALIVE timeout 0: empty
+            &[0, 11, 0, 2, 0, 5],                  // TCP-KEEPALIVE timeout 5: kept
+            &[0, 8, 0, 4, 0, 0, 0, 0],             // ECS: not echoed
+            &[0, 15, 0, 2, 0, 1],                  // EDE: not echoed
+            &[0, 3, 0, 2, 0xab, 0xcd],             // NSID: verbatim
+        ]
+        .concat();
+        let mut out = Vec::new();
+        encode_client_opt(64, 0xffff, &options, &mut out);
+        let rdata =
+            [&[0u8, 9, 0, 4, 0, 0, 1, 0][..], &[0, 11, 0, 0], &[0, 11, 0, 2, 0, 5], &[0, 3, 0, 2, 0xab, 0xcd]].concat();
+        let mut want = vec![0, 0, 41, 0, 64, 0, 0, 0xff, 0, 0, rdata.len() as u8];
+        want.extend_from_slice(&rdata);
+        assert_eq!(out, want);
+    }
+}
