@@ -104,13 +104,15 @@ fn formerr_notimp_and_badvers() {
         let m = Q::new("www.example.org.", RecordType::A).opcode(op).ask(srv.addr);
         assert_eq!((m.metadata.response_code, m.metadata.op_code), (ResponseCode::NotImp, op));
     }
-    // EDNS version 1 → BADVERS with an OPT of version 0 and no question.
+    // EDNS version 1 → BADVERS with an OPT of version 0; made with SetReply
+    // (plugin/pkg/edns Version), so the question is copied.
     let mut body = q.clone();
     wire::encode_opt(4096, 1 << 16, &[], &mut body);
     let r = udp_raw(srv.addr, &raw_query(0x0100, [1, 0, 0, 1], &body), WAIT).expect("BADVERS");
     let m = hickory_proto::op::Message::from_vec(&r).expect("parses");
     assert_eq!(u16::from(m.metadata.response_code), 16);
-    assert!(m.queries.is_empty());
+    assert_eq!(m.queries.len(), 1);
+    assert_eq!(m.queries[0].name().to_string(), "www.example.org.");
     assert_eq!(m.edns.as_ref().map(|e| e.version()), Some(0));
     // A response (QR=1) is ignored.
     assert_eq!(udp_raw(srv.addr, &raw_query(0x8100, [1, 0, 0, 0], &q), Duration::from_millis(300)), None);

@@ -24,8 +24,8 @@ struct SimpleQuery<'a> {
     name: &'a str,
     qtype: u16,
     qclass: u16,
-    /// (UDP size, DO, options) of the client's OPT.
-    edns: Option<(u16, bool, &'a [u8])>,
+    /// (UDP size, DO and Z bits of the TTL, options) of the client's OPT.
+    edns: Option<(u16, u16, &'a [u8])>,
 }
 
 /// Reads the question into `lower` (lower-cased, presentation form). None for anything the
@@ -83,8 +83,12 @@ fn parse<'a>(buf: &'a [u8], lower: &'a mut [u8; 256]) -> Option<SimpleQuery<'a>>
         if off + 11 + rdlen != buf.len() {
             return None;
         }
+        // Options miekg cannot unpack make the query a FORMERR: the full path answers it.
+        if !super::query::options_valid(&buf[off + 11..]) {
+            return None;
+        }
         let size = u16::from_be_bytes([opt[3], opt[4]]);
-        Some((size, opt[7] & 0x80 != 0, &buf[off + 11..]))
+        Some((size, u16::from_be_bytes([opt[7], opt[8]]) & 0xff00, &buf[off + 11..]))
     } else {
         if off != buf.len() {
             return None;
@@ -144,7 +148,7 @@ pub fn try_serve(
     let Some(cache) = entry.block.fast_cache.as_ref().and_then(|c| c.as_any()?.downcast_ref::<Cache>()) else {
         return Fast::Slow;
     };
-    let do_bit = q.edns.is_some_and(|e| e.1);
+    let do_bit = q.edns.is_some_and(|e| e.1 & 0x8000 != 0);
     let size = match (proto, q.edns) {
         (Proto::Tcp, _) => 65535,
         (Proto::Udp, Some((s, _, _))) => (s as usize).max(512),
@@ -176,9 +180,9 @@ pub fn try_serve(
         }
     };
     let response_size = out.len();
-    if let Some((udp_size, dnssec_ok, options)) = q.edns {
+    if let Some((udp_size, flags, options)) = q.edns {
         let (_, _, _, ar) = wire::counts(&out);
-        reply::encode_client_opt(udp_size, dnssec_ok, options, &mut out);
+        reply::encode_client_opt(udp_size, flags, options, &mut out);
         wire::set_arcount(&mut out, ar.saturating_add(1));
     }
     if out.len() > size {
@@ -247,7 +251,7 @@ fn answer_miss(
     let mut lower = [0u8; 256];
     let q = parse(&query, &mut lower)?;
     let cache = entry.block.fast_cache.as_ref().and_then(|c| c.as_any()?.downcast_ref::<Cache>())?;
-    let do_bit = q.edns.is_some_and(|e| e.1);
+    let do_bit = q.edns.is_some_and(|e| e.1 & 0x8000 != 0);
     let fq = FastQuery {
         server: &lr.label,
         query: &query,
@@ -298,9 +302,9 @@ fn scrub_request(
         qname_lower: q.name.to_string(),
         qtype: q.qtype,
         qclass: q.qclass,
-        edns: q.edns.map(|(udp_size, dnssec_ok, options)| ClientEdns {
+        edns: q.edns.map(|(udp_size, flags, options)| ClientEdns {
             udp_size,
-            dnssec_ok,
+            dnssec_ok: flags & 0x8000 != 0,
             version: 0,
             options: options.to_vec(),
         }),
@@ -353,7 +357,7 @@ mod tests {
         let q = query(&[1, b'a', 0], 1, &opt);
         let mut buf = [0u8; 256];
         let p = parse(&q, &mut buf).expect("simple");
-        assert_eq!(p.edns.map(|e| (e.0, e.1)), Some((1232, true)));
+        assert_eq!(p.edns.map(|e| (e.0, e.1)), Some((1232, 0x8000)));
     }
 
     #[test]
@@ -366,5 +370,9 @@ mod tests {
         wire::encode_opt(1232, 0x0001_0000, &[], &mut opt);
         assert!(parse(&query(&[1, b'a', 0], 1, &opt), &mut buf).is_none());
         assert!(parse(&query(&[1, b'a'], 0, &[]), &mut buf).is_none());
+        // An ECS miekg cannot unpack (family 3): FORMERR on the full path.
+        let mut opt = Vec::new();
+        wire::encode_opt(1232, 0, &[0, 8, 0, 4, 0, 3, 0, 0], &mut opt);
+        assert!(parse(&query(&[1, b'a', 0], 1, &opt), &mut buf).is_none());
     }
 }

@@ -37,10 +37,27 @@ pub async fn handle(
     let pq = match query::accept(&buf) {
         Accepted::Ignore => return None,
         Accepted::Reply(r) => return Some(r),
+        Accepted::Dropped(r) => {
+            let obs = Observation {
+                proto,
+                family: dns_metrics::family_of(&client),
+                qtype: 0,
+                do_bit: false,
+                request_size: received_len,
+                response_size: r.len(),
+                rcode: 2,
+                plugin: "",
+                duration: std::time::Duration::ZERO,
+            };
+            dns_metrics::record_dropped(&lr.label, &obs);
+            return Some(r);
+        }
         Accepted::Query(q) => q,
     };
+    let pq = *pq;
+    let question = pq.question;
     let mut req = Request {
-        wire: buf,
+        wire: pq.normalized.unwrap_or(buf),
         received_len,
         qname: pq.qname,
         qname_lower: pq.qname_lower,
@@ -59,7 +76,7 @@ pub async fn handle(
         return Some(refuse_dropped(&req));
     }
     if req.edns.as_ref().is_some_and(|e| e.version != 0) {
-        return Some(query::badvers(&req.wire));
+        return Some(query::badvers(&req.wire, &question));
     }
     let is_ds = req.qtype == 43;
     let Some((_, entry)) = lr.table.route(&req.qname_lower, is_ds) else {

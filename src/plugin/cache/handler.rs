@@ -423,6 +423,7 @@ impl Inner {
         if !q.do_bit && !q.ad {
             set_ad(&mut buf, false);
         }
+        drop_opt(&mut buf, &s);
         Processed { wire: buf, item }
     }
 
@@ -700,6 +701,25 @@ async fn serve_with_ad(req: &mut Request, next: Next<'_>) -> Outcome {
     let out = next.serve(req).await;
     wire::set_flags(&mut req.wire, flags);
     out
+}
+
+/// Removes the upstream's OPT from a reply written downstream, as CoreDNS's cache does
+/// (`plugin/cache/cache.go` WriteMsg filters OPT out of every section with `filterRRSlice`): the
+/// server then appends the client's OPT (`request.SizeAndDo`).
+fn drop_opt(buf: &mut Vec<u8>, s: &Scan) {
+    let Some(o) = s.opt.and_then(|i| s.rrs.get(i)) else { return };
+    if o.end() == s.end && buf.len() >= wire::HEADER_LEN {
+        buf.truncate(o.owner);
+        let ar = u16::from_be_bytes([buf[10], buf[11]]).saturating_sub(1);
+        buf[10..12].copy_from_slice(&ar.to_be_bytes());
+        return;
+    }
+    // OPT in the middle of the additional section (e.g. before a TSIG): re-encode.
+    let Some(mut m) = buf.get(..s.end).and_then(|b| Message::from_vec(b).ok()) else { return };
+    m.edns = None;
+    if let Ok(v) = m.to_vec() {
+        *buf = v;
+    }
 }
 
 /// Builds an entry from a TTL-clamped reply: OPT removed, offsets of every TTL recorded.
