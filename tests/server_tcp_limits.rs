@@ -234,7 +234,12 @@ fn a_client_over_its_per_ip_limit_still_gets_answers() {
     );
     let answered = answered_over_fresh_tcp(srv.addr, 10);
     assert!(answered >= 9, "answered {answered} of 10 with {} stalled connections from 127.0.0.1", crowd.len());
-    assert!(crowd.closed() >= over + answered, "each new connection evicted a stalled one: {} closed", crowd.closed());
+    // The last eviction may still be on its way when the last answer arrives.
+    assert!(
+        eventually(Duration::from_secs(5), || crowd.closed() >= over + answered),
+        "each new connection evicted a stalled one: {} closed",
+        crowd.closed()
+    );
     let evicted = shed(mport, "client", "evicted");
     assert!(evicted >= (over + answered) as f64, "nodecache_tcp_connections_shed_total client/evicted = {evicted}");
     assert_eq!(shed(mport, "client", "refused"), 0.0);
@@ -255,7 +260,12 @@ fn a_full_listener_still_answers_new_clients() {
     );
     let answered = answered_over_fresh_tcp(srv.addr, 10);
     assert!(answered >= 9, "answered {answered} of 10 with the listener full of stalled connections");
-    assert!(crowd.closed() >= over + answered, "each new connection evicted a stalled one: {} closed", crowd.closed());
+    // The last eviction may still be on its way when the last answer arrives.
+    assert!(
+        eventually(Duration::from_secs(5), || crowd.closed() >= over + answered),
+        "each new connection evicted a stalled one: {} closed",
+        crowd.closed()
+    );
 }
 
 #[test]
