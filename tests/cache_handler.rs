@@ -568,6 +568,7 @@ fn stores_carry_across_reloads() {
         servers: vec!["dns://:53".into()],
         metrics: Arc::new(nodecache::observe::Metrics::default()),
         carry: carry.clone(),
+        after: "forward:upstreams 192.0.2.53:53".into(),
     };
     let c = cfg();
     let one = Cache::build(c.clone(), &ctx);
@@ -583,6 +584,13 @@ fn stores_carry_across_reloads() {
     // A reload (next generation) with the same block and options takes the stores over.
     let reloaded = BuildContext { carry: Arc::new(carry.next_generation()), ..ctx.clone() };
     assert!(Arc::ptr_eq(one.stores(), Cache::build(c.clone(), &reloaded).stores()));
+    // A reload that changes what follows the cache (another upstream) starts it afresh.
+    let elsewhere = BuildContext {
+        carry: Arc::new(carry.next_generation()),
+        after: "forward:upstreams 192.0.2.54:53".into(),
+        ..ctx.clone()
+    };
+    assert!(!Arc::ptr_eq(one.stores(), Cache::build(c.clone(), &elsewhere).stores()));
     let built = c.build(&ctx).unwrap().expect("cache adds a handler");
     assert_eq!(built.name(), "cache");
 }

@@ -106,6 +106,7 @@ pub fn build_ctx(zones: &[&str], servers: &[&str]) -> BuildContext {
         servers: servers.iter().map(|s| s.to_string()).collect(),
         metrics: Arc::new(Default::default()),
         carry: Arc::new(Carryover::default()),
+        after: String::new(),
     }
 }
 

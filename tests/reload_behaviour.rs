@@ -242,3 +242,30 @@ fn a_replaced_upstream_stops_its_direct_path() {
     let ended = wait_until(Duration::from_secs(5), || direct_path_threads(pid) == 1);
     assert!(ended.is_some(), "responder threads left: {}", direct_path_threads(pid));
 }
+
+/// The cache is carried over a reload only when nothing that decides its answers changed: a
+/// NXDOMAIN cached from the old upstream a moment before the swap is not served after the
+/// block's `forward` points elsewhere.
+#[test]
+fn a_changed_upstream_starts_the_cache_afresh() {
+    let empty = "$ORIGIN example.\n@ 3600 IN SOA ns.example. admin.example. 1 7200 3600 1209600 3600\n";
+    let old_up =
+        Fixture::start(Behaviour { zones: ZoneSet::parse(empty).expect("zone"), ..Behaviour::default() }, true)
+            .expect("fixture");
+    let new_up = upstream();
+    let p = port();
+    let corefile = |up: &Fixture| {
+        format!(
+            "example.:{p} {{\n    bind 127.0.0.1\n    reload 2s 1s\n    cache 30\n    forward . {}\n}}\n",
+            up.addr()
+        )
+    };
+    let served = Served::start(&corefile(&old_up), p);
+    assert_eq!(a_of(p, "cached.example."), Vec::<String>::new(), "NXDOMAIN from the old upstream");
+    assert_eq!(asked(&old_up, "cached.example."), 1);
+    served.update(&corefile(&new_up));
+    let done = wait_until(Duration::from_secs(6), || served.sha_lines() == 2);
+    assert!(done.is_some(), "{}", served.proc.output());
+    assert_eq!(a_of(p, "cached.example."), vec!["192.0.2.1"], "the old upstream's cached NXDOMAIN was served");
+    assert_eq!(asked(&new_up, "cached.example."), 1);
+}

@@ -451,6 +451,7 @@ whoami",
             servers: vec!["dns://127.0.0.1:1053".into()],
             metrics: Arc::new(crate::observe::Metrics::default()),
             carry: Arc::new(crate::plugin::Carryover::default()),
+            after: String::new(),
         };
         let built: Vec<(&str, bool)> = p.blocks[0]
             .plugins

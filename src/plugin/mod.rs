@@ -110,6 +110,24 @@ pub struct BuildContext {
     pub metrics: Arc<crate::observe::Metrics>,
     /// State carried across reloads, keyed by plugin-chosen strings.
     pub carry: Arc<Carryover>,
+    /// What runs after the plugin being built, in execution order (names and configuration,
+    /// setup-only plugins left out; see [`answers_key`]). A plugin that keeps answers across
+    /// reloads (the cache) makes it part of its carry-over key, so that a changed upstream
+    /// or answering plugin after it starts it afresh.
+    pub after: String,
+}
+
+/// Plugins that only set the server up and add nothing to the chain's answers.
+const SETUP_ONLY: &[&str] = &["bind", "reload", "health", "ready", "debug"];
+
+/// The names and configurations of `plugins` that can decide answers, as one string.
+pub fn answers_key(plugins: &[Arc<dyn PluginConfig>]) -> String {
+    plugins
+        .iter()
+        .filter(|c| !SETUP_ONLY.contains(&c.name()))
+        .map(|c| format!("{}:{:?}", c.name(), c))
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 /// A typed plugin configuration, parsed from its directive.

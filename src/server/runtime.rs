@@ -121,9 +121,14 @@ pub fn build(plan: Plan, carry: Arc<Carryover>) -> Result<Runtime, String> {
             servers,
             metrics: metrics.clone(),
             carry: carry.clone(),
+            after: String::new(),
         };
         let mut handlers: Vec<Arc<dyn Plugin>> = Vec::new();
-        for cfg in &bp.plugins {
+        for (i, cfg) in bp.plugins.iter().enumerate() {
+            let ctx = BuildContext {
+                after: crate::plugin::answers_key(bp.plugins.get(i + 1..).unwrap_or(&[])),
+                ..ctx.clone()
+            };
             if let Some(h) = cfg.build(&ctx).map_err(|e| format!("plugin/{}: {e}", cfg.name()))? {
                 handlers.push(h);
             }

@@ -401,6 +401,7 @@ pub fn build_ctx(carry: Arc<Carryover>) -> BuildContext {
         servers: vec!["dns://:53".to_string()],
         metrics: Arc::new(Default::default()),
         carry,
+        after: String::new(),
     }
 }
 

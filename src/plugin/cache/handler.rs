@@ -124,11 +124,15 @@ fn set_ad(buf: &mut [u8], on: bool) {
 
 impl Cache {
     /// Builds the handler, taking the stores from `ctx.carry` when an identical cache (same
-    /// block zones, listeners and configuration) ran before a reload.
+    /// block zones, listeners and configuration, and the same plugins after it) ran before a
+    /// reload.
     pub fn build(cfg: Config, ctx: &BuildContext) -> Cache {
-        // Block zones and listeners identify the block (two blocks never share both), the
-        // configuration decides whether the old entries are still valid.
-        let carry_key = format!("plugin/cache|{}|{}|{:?}", ctx.zones.join(","), ctx.servers.join(","), cfg);
+        // Block zones and listeners identify the block (two blocks never share both); the
+        // configuration and everything after the cache in the chain (where the cached answers
+        // came from: forward's upstreams, template, hosts, ...) decide whether the old entries
+        // are still valid.
+        let carry_key =
+            format!("plugin/cache|{}|{}|{:?}|{}", ctx.zones.join(","), ctx.servers.join(","), cfg, ctx.after);
         let (pcap, ncap) = (cfg.pcap, cfg.ncap);
         let stores =
             ctx.carry.get_or_insert(&carry_key, || Stores { success: Store::new(pcap), denial: Store::new(ncap) });
