@@ -398,6 +398,7 @@ fn prometheus_handler_labels_zone_rcode_and_plugin() {
         servers: vec![server.to_string()],
         metrics: Arc::default(),
         carry: Arc::new(Carryover::default()),
+        after: String::new(),
     };
     let handler = cfg.build(&ctx).unwrap().unwrap();
     // NXDOMAIN reply, 33 bytes.
