@@ -168,9 +168,9 @@ pub struct Expect {
     /// No reply within 2 s.
     pub timeout: Option<bool>,
     /// Queries each fixture has seen.
-    pub upstream_queries: Option<BTreeMap<String, usize>>,
+    pub upstream_queries: Option<BTreeMap<String, Count>>,
     /// Of those, over TCP.
-    pub upstream_tcp: Option<BTreeMap<String, usize>>,
+    pub upstream_tcp: Option<BTreeMap<String, Count>>,
     /// HTTP status.
     pub status: Option<u16>,
     /// HTTP body, exact.
@@ -178,7 +178,42 @@ pub struct Expect {
     /// HTTP body substrings.
     pub body_contains: Option<Vec<String>>,
     /// Prometheus sums with comparisons.
-    pub metric: Option<BTreeMap<String, String>>,
+    pub metric: Option<BTreeMap<String, Count>>,
+}
+
+/// A counting expectation: a number (exact) or a comparison string such as `">=1"`, `"<3"`,
+/// `"==2"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Count {
+    /// Exactly this many.
+    Exactly(f64),
+    /// A comparison: an operator (`==`, `=`, `>=`, `<=`, `>`, `<`) and a number.
+    Comparison(String),
+}
+
+impl Count {
+    /// The expectation as a comparison string.
+    pub fn spec(&self) -> String {
+        match self {
+            Count::Exactly(n) => format!("=={n}"),
+            Count::Comparison(s) => s.clone(),
+        }
+    }
+
+    /// Whether `value` meets it (an error for a malformed comparison).
+    pub fn holds(&self, value: f64) -> Result<bool, String> {
+        crate::http::compare(value, &self.spec())
+    }
+}
+
+impl std::fmt::Display for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Count::Exactly(n) => write!(f, "{n}"),
+            Count::Comparison(s) => f.write_str(s),
+        }
+    }
 }
 
 impl Expect {
@@ -401,6 +436,23 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn counting_expectations_take_numbers_or_comparisons() {
+        let e: Expect = toml::from_str(
+            "upstream_queries = { main = 1, other = \">=2\" }\nmetric = { \"coredns_cache_hits_total\" = \">0\", x = 3 }",
+        )
+        .expect("parses");
+        let q = e.upstream_queries.expect("queries");
+        assert_eq!(q["main"], Count::Exactly(1.0));
+        assert_eq!((q["main"].holds(1.0), q["main"].holds(2.0)), (Ok(true), Ok(false)));
+        assert_eq!((q["other"].holds(2.0), q["other"].holds(1.0)), (Ok(true), Ok(false)));
+        let m = e.metric.expect("metric");
+        assert_eq!(m["x"].holds(3.0), Ok(true));
+        assert_eq!(m["coredns_cache_hits_total"].holds(0.0), Ok(false));
+        assert!(Count::Comparison("about 3".into()).holds(3.0).is_err());
+    }
+
     use super::*;
     use pretty_assertions::assert_eq;
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::case::Expect;
 use crate::client::Reply;
-use crate::http::{compare, metric_sum, HttpReply};
+use crate::http::{metric_sum, HttpReply};
 use crate::records::{flags, match_records, parse_all, question, rcode_name, render_actual, render_expected};
 
 /// One expectation that did not hold.
@@ -191,16 +191,16 @@ pub fn check_http(e: &Expect, got: &Result<HttpReply, String>) -> Vec<Mismatch> 
             out.push(Mismatch::new("body_contains", want.clone(), excerpt(&reply.body)));
         }
     }
-    for (name, spec) in e.metric.iter().flatten() {
+    for (name, want) in e.metric.iter().flatten() {
         let sum = metric_sum(&reply.body, name);
-        match compare(sum.unwrap_or(0.0), spec) {
+        match want.holds(sum.unwrap_or(0.0)) {
             Ok(true) => {}
             Ok(false) => out.push(Mismatch::new(
                 format!("metric {name}"),
-                spec.clone(),
+                want.to_string(),
                 sum.map(|v| v.to_string()).unwrap_or_else(|| "absent".into()),
             )),
-            Err(err) => out.push(Mismatch::new(format!("metric {name}"), spec.clone(), err)),
+            Err(err) => out.push(Mismatch::new(format!("metric {name}"), want.to_string(), err)),
         }
     }
     out
@@ -223,9 +223,10 @@ pub fn check_upstreams(e: &Expect, counts: &BTreeMap<String, (usize, usize)>) ->
     for (kind, want) in [("upstream_queries", &e.upstream_queries), ("upstream_tcp", &e.upstream_tcp)] {
         for (name, n) in want.iter().flatten() {
             let got = counts.get(name).map(|(t, tcp)| if kind == "upstream_tcp" { *tcp } else { *t });
-            match got {
-                Some(g) if g == *n => {}
-                Some(g) => out.push(Mismatch::new(format!("{kind}.{name}"), n.to_string(), g.to_string())),
+            match got.map(|g| (g, n.holds(g as f64))) {
+                Some((_, Ok(true))) => {}
+                Some((g, Ok(false))) => out.push(Mismatch::new(format!("{kind}.{name}"), n.to_string(), g.to_string())),
+                Some((_, Err(err))) => out.push(Mismatch::new(format!("{kind}.{name}"), n.to_string(), err)),
                 None => out.push(Mismatch::new(format!("{kind}.{name}"), n.to_string(), "no such upstream")),
             }
         }

@@ -63,7 +63,9 @@ impl ZoneSet {
         self.zones.iter().filter(|z| z.zone_of(qname)).max_by_key(|z| z.num_labels())
     }
 
-    /// The SOA to put in the authority section for a negative answer inside `zone`.
+    /// The SOA to put in the authority section for a negative answer inside `zone`, with the
+    /// TTL real servers give it there: the lesser of the SOA's own TTL and its MINIMUM field
+    /// (RFC 2308 §3).
     fn soa_for(&self, zone: &Name) -> Vec<Record> {
         let mut best: Option<&Record> = None;
         for r in &self.records {
@@ -74,7 +76,15 @@ impl ZoneSet {
                 best = Some(r);
             }
         }
-        best.cloned().into_iter().collect()
+        best.cloned()
+            .map(|mut soa| {
+                if let RData::SOA(data) = &soa.data {
+                    soa.ttl = soa.ttl.min(data.minimum);
+                }
+                soa
+            })
+            .into_iter()
+            .collect()
     }
 
     fn at(&self, name: &Name) -> Vec<&Record> {
@@ -223,6 +233,7 @@ a.b.c IN TXT \"deep\"\n";
         assert_eq!((a.rcode, a.authorities.len()), (ResponseCode::NoError, 1));
         let a = z.lookup(&n("nope.example.org."), RecordType::A, DNSClass::IN);
         assert_eq!((a.rcode, a.authorities.len()), (ResponseCode::NXDomain, 1));
+        assert_eq!(a.authorities[0].ttl, 60, "a negative answer's SOA has min(TTL 300, MINIMUM 60)");
         let a = z.lookup(&n("x.wild.example.org."), RecordType::A, DNSClass::IN);
         assert_eq!(names(&a.answers), vec!["x.wild.example.org. 300 IN A 192.0.2.9"]);
         let a = z.lookup(&n("www.other.test."), RecordType::A, DNSClass::IN);
