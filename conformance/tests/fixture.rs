@@ -36,7 +36,8 @@ fn lines(r: &Reply) -> (String, Vec<String>, Vec<String>, Vec<String>) {
     (rcode_name(r.msg.metadata.response_code), flags(&r.msg), ans, auth)
 }
 
-const SOA: &str = "example.org. 300 IN SOA ns1.example.org. hostmaster.example.org. 1 7200 3600 1209600 60";
+/// The SOA of negative answers: its TTL is min(TTL 300, MINIMUM 60) (RFC 2308 §3).
+const SOA: &str = "example.org. 60 IN SOA ns1.example.org. hostmaster.example.org. 1 7200 3600 1209600 60";
 
 #[test]
 fn zone_answers_nxdomain_nodata_cname_and_refused() {
