@@ -111,7 +111,8 @@ pub fn exchange(server: SocketAddr, spec: &QuerySpec, wait: Duration) -> Result<
     Ok(Some(Reply { msg, size: raw.len() }))
 }
 
-fn udp_exchange(server: SocketAddr, wire: &[u8], id: u16, wait: Duration) -> Result<Option<Vec<u8>>, String> {
+/// Sends `wire` over UDP and waits up to `wait` for a reply from `server` with ID `id`.
+pub fn udp_exchange(server: SocketAddr, wire: &[u8], id: u16, wait: Duration) -> Result<Option<Vec<u8>>, String> {
     let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("udp bind: {e}"))?;
     sock.send_to(wire, server).map_err(|e| format!("udp send: {e}"))?;
     let deadline = Instant::now() + wait;
@@ -136,7 +137,8 @@ fn udp_exchange(server: SocketAddr, wire: &[u8], id: u16, wait: Duration) -> Res
     }
 }
 
-fn tcp_exchange(server: SocketAddr, wire: &[u8], wait: Duration) -> Result<Option<Vec<u8>>, String> {
+/// Sends `wire` over one TCP connection and waits up to `wait` for the first reply.
+pub fn tcp_exchange(server: SocketAddr, wire: &[u8], wait: Duration) -> Result<Option<Vec<u8>>, String> {
     let mut conn = TcpStream::connect_timeout(&server, wait).map_err(|e| format!("tcp connect: {e}"))?;
     conn.set_read_timeout(Some(wait)).map_err(|e| e.to_string())?;
     let mut out = (wire.len() as u16).to_be_bytes().to_vec();

@@ -13,14 +13,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use hickory_proto::op::Message;
 
 use crate::check::{DnsOutcome, Mismatch};
-use crate::client::Reply;
+use crate::client::{self, Reply};
 use crate::diff;
 use crate::fixture::{Behaviour, Fixture};
 use crate::ports::PortPicker;
@@ -424,42 +423,18 @@ pub fn generate(seed: u64, shape: usize, index: usize) -> Probe {
     Probe { wire, tcp, label, kind }
 }
 
-/// Sends `wire` under ID `id` and returns the reply bytes, None without a reply in `wait`.
+/// Sends the probe under ID `id` and returns the reply bytes, None without a reply in `wait`.
 fn send(server: SocketAddr, probe: &Probe, id: u16, wait: Duration) -> Option<Vec<u8>> {
     let mut wire = probe.wire.clone();
     if wire.len() >= 2 {
         wire[..2].copy_from_slice(&id.to_be_bytes());
     }
-    if probe.tcp {
-        let mut conn = TcpStream::connect_timeout(&server, wait).ok()?;
-        conn.set_read_timeout(Some(wait)).ok()?;
-        let mut out = (wire.len() as u16).to_be_bytes().to_vec();
-        out.extend_from_slice(&wire);
-        conn.write_all(&out).ok()?;
-        let mut len = [0u8; 2];
-        conn.read_exact(&mut len).ok()?;
-        let mut data = vec![0u8; u16::from_be_bytes(len) as usize];
-        conn.read_exact(&mut data).ok()?;
-        return Some(data);
-    }
-    let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
-    sock.send_to(&wire, server).ok()?;
-    let deadline = Instant::now() + wait;
-    let mut buf = vec![0u8; 65535];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        sock.set_read_timeout(Some(left)).ok()?;
-        match sock.recv_from(&mut buf) {
-            Ok((n, from)) if from == server && n >= 2 && buf[..2] == id.to_be_bytes() => {
-                return Some(buf[..n].to_vec())
-            }
-            Ok(_) => continue,
-            Err(_) => return None,
-        }
-    }
+    let raw = if probe.tcp {
+        client::tcp_exchange(server, &wire, wait)
+    } else {
+        client::udp_exchange(server, &wire, id, wait)
+    };
+    raw.ok().flatten()
 }
 
 fn outcome(raw: Option<Vec<u8>>) -> DnsOutcome {

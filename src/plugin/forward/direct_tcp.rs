@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::direct::{judge, send_all, Completion, Datagram, DirectOutcome, Pending, ID_TRIES, TICK};
+use super::msg;
 use super::upstream::Upstream;
 use super::waiting::WaitLimit;
 use crate::server::wire;
@@ -234,7 +235,8 @@ impl DirectTcp {
     fn complete(&self, reply: &[u8], upstream: Option<&Upstream>) -> Option<Datagram> {
         let id = wire::id(reply)?;
         let p = self.pending.lock().remove(&id)?;
-        let outcome = judge(reply, false, &p);
+        let outcome =
+            if msg::question_matches(&p.sent, reply) { judge(reply, false, &p) } else { DirectOutcome::Failed };
         if let (DirectOutcome::Reply(r), Some(up)) = (&outcome, upstream) {
             up.record_direct_tcp(wire::rcode(r), p.started.elapsed());
         }
