@@ -116,6 +116,8 @@ pub struct Step {
     pub bufsize: Option<u16>,
     /// Exact wire spelling of the name.
     pub case_as_sent: Option<String>,
+    /// A whole query message as hex (spaces allowed), sent as is: for malformed and unusual wire forms.
+    pub raw_query: Option<String>,
     /// Sleep.
     pub sleep_ms: Option<u64>,
     /// GET this URL.
@@ -165,6 +167,12 @@ pub struct Expect {
     pub question: Option<String>,
     /// Reply carries OPT.
     pub edns: Option<bool>,
+    /// Header opcode name (`QUERY`, `STATUS`, ... or a number).
+    pub opcode: Option<String>,
+    /// The UDP size the reply's OPT advertises.
+    pub edns_udp_size: Option<u16>,
+    /// The option codes in the reply's OPT, in order (e.g. `[10, 3]`); `[]` for none.
+    pub edns_options: Option<Vec<u16>>,
     /// No reply within 2 s.
     pub timeout: Option<bool>,
     /// Queries each fixture has seen.
@@ -220,6 +228,9 @@ impl Expect {
     /// True when a DNS-reply expectation is present.
     pub fn has_dns(&self) -> bool {
         self.rcode.is_some()
+            || self.opcode.is_some()
+            || self.edns_udp_size.is_some()
+            || self.edns_options.is_some()
             || self.answer.is_some()
             || self.answer_contains.is_some()
             || self.additional_contains.is_some()
@@ -249,6 +260,10 @@ impl Step {
             let proto = self.proto.as_deref().unwrap_or("udp");
             return format!("query {q} ({proto})");
         }
+        if let Some(q) = &self.raw_query {
+            let proto = self.proto.as_deref().unwrap_or("udp");
+            return format!("raw_query {q} ({proto})");
+        }
         if let Some(u) = &self.http_get {
             return format!("http_get {u}");
         }
@@ -271,6 +286,7 @@ impl Step {
     pub fn action_count(&self) -> usize {
         [
             self.query.is_some(),
+            self.raw_query.is_some(),
             self.http_get.is_some(),
             self.write_corefile.is_some(),
             self.upstream_set.is_some(),
@@ -399,7 +415,7 @@ pub fn validate_file(path: &Path) -> Result<(), String> {
                 return Err(format!("step {}: no upstream named {name}", i + 1));
             }
         }
-        if (e.has_http() && s.http_get.is_none()) || (e.has_dns() && s.query.is_none()) {
+        if (e.has_http() && s.http_get.is_none()) || (e.has_dns() && s.query.is_none() && s.raw_query.is_none()) {
             return Err(format!("step {}: expectations do not fit the action", i + 1));
         }
     }

@@ -122,7 +122,41 @@ pub fn check_dns(e: &Expect, outcome: &DnsOutcome) -> Vec<Mismatch> {
             out.push(Mismatch::new("edns", want.to_string(), got.to_string()));
         }
     }
+    if let Some(want) = &e.opcode {
+        let got = opcode_name(msg.metadata.op_code);
+        if !want.eq_ignore_ascii_case(&got) {
+            out.push(Mismatch::new("opcode", want.to_ascii_uppercase(), got));
+        }
+    }
+    if let Some(want) = e.edns_udp_size {
+        let got = msg.edns.as_ref().map(|o| o.max_payload().to_string()).unwrap_or_else(|| "no OPT".into());
+        if got != want.to_string() {
+            out.push(Mismatch::new("edns_udp_size", want.to_string(), got));
+        }
+    }
+    if let Some(want) = &e.edns_options {
+        let got: Vec<u16> = msg
+            .edns
+            .as_ref()
+            .map(|o| o.options().as_ref().iter().map(|(code, _)| u16::from(*code)).collect())
+            .unwrap_or_default();
+        if *want != got {
+            out.push(Mismatch::new("edns_options", format!("{want:?}"), format!("{got:?}")));
+        }
+    }
     out
+}
+
+/// The opcode's name as `dig` prints it, or its number.
+fn opcode_name(op: hickory_proto::op::OpCode) -> String {
+    match u8::from(op) {
+        0 => "QUERY".into(),
+        1 => "IQUERY".into(),
+        2 => "STATUS".into(),
+        4 => "NOTIFY".into(),
+        5 => "UPDATE".into(),
+        n => n.to_string(),
+    }
 }
 
 fn flag_rank(f: &str) -> usize {

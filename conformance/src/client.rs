@@ -111,6 +111,32 @@ pub fn exchange(server: SocketAddr, spec: &QuerySpec, wait: Duration) -> Result<
     Ok(Some(Reply { msg, size: raw.len() }))
 }
 
+/// Decodes a hex query (spaces and newlines ignored), checks it has at least a header.
+pub fn parse_hex_query(text: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if digits.len() % 2 != 0 {
+        return Err(format!("raw_query {text:?}: odd number of hex digits"));
+    }
+    let mut out = Vec::with_capacity(digits.len() / 2);
+    for pair in digits.chunks(2) {
+        let pair = std::str::from_utf8(pair).map_err(|_| format!("raw_query {text:?}: not hex"))?;
+        out.push(u8::from_str_radix(pair, 16).map_err(|_| format!("raw_query {text:?}: {pair:?} is not hex"))?);
+    }
+    if out.len() < 12 {
+        return Err(format!("raw_query {text:?}: shorter than a DNS header"));
+    }
+    Ok(out)
+}
+
+/// Sends a raw query as is (its own ID) and parses the reply. `Ok(None)` means no reply in time.
+pub fn exchange_raw(server: SocketAddr, wire: &[u8], tcp: bool, wait: Duration) -> Result<Option<Reply>, String> {
+    let id = u16::from_be_bytes([wire[0], wire[1]]);
+    let raw = if tcp { tcp_exchange(server, wire, wait) } else { udp_exchange(server, wire, id, wait) };
+    let Some(raw) = raw? else { return Ok(None) };
+    let msg = Message::from_vec(&raw).map_err(|e| format!("reply does not parse: {e}"))?;
+    Ok(Some(Reply { msg, size: raw.len() }))
+}
+
 /// Sends `wire` over UDP and waits up to `wait` for a reply from `server` with ID `id`.
 pub fn udp_exchange(server: SocketAddr, wire: &[u8], id: u16, wait: Duration) -> Result<Option<Vec<u8>>, String> {
     let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("udp bind: {e}"))?;

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::case::{self, Case, Placeholders, Step, UpstreamSpec};
 use crate::check::{check_dns, check_http, check_upstreams, DnsOutcome, Mismatch};
-use crate::client::{exchange, QuerySpec};
+use crate::client::{exchange, exchange_raw, parse_hex_query, QuerySpec};
 use crate::configmap::ConfigMapDir;
 use crate::fixture::{Behaviour, Fixture};
 use crate::ports::PortPicker;
@@ -384,6 +384,22 @@ fn query_spec(step: &Step, q: &str) -> Result<QuerySpec, String> {
     Ok(spec)
 }
 
+fn outcome(result: Result<Option<crate::client::Reply>, String>) -> DnsOutcome {
+    match result {
+        Ok(Some(r)) => DnsOutcome::Reply(r),
+        Ok(None) => DnsOutcome::NoReply,
+        Err(err) => DnsOutcome::Error(err),
+    }
+}
+
+fn render_outcome(o: &DnsOutcome) -> String {
+    match o {
+        DnsOutcome::Reply(r) => render_message(&r.msg),
+        DnsOutcome::NoReply => "no reply".into(),
+        DnsOutcome::Error(err) => format!("error: {err}"),
+    }
+}
+
 fn run_step(n: usize, step: &Step, insts: &mut [Instance], opts: &Options) -> Option<StepFailure> {
     let label = step.label();
     if let Some(ms) = step.sleep_ms {
@@ -398,7 +414,7 @@ fn run_step(n: usize, step: &Step, insts: &mut [Instance], opts: &Options) -> Op
     let e = &step.expect;
     let has_expect = e.has_dns() || e.has_http() || e.upstream_queries.is_some() || e.upstream_tcp.is_some();
     let wait = Duration::from_millis(step.wait_ms.unwrap_or(0));
-    if step.query.is_none() && step.http_get.is_none() && !has_expect {
+    if step.query.is_none() && step.raw_query.is_none() && step.http_get.is_none() && !has_expect {
         thread::sleep(wait);
         return None;
     }
@@ -425,26 +441,26 @@ fn evaluate(step: &Step, insts: &mut [Instance], opts: &Options) -> (Vec<Mismatc
             Err(err) => return (vec![Mismatch::new("query", "a valid query", err)], String::new()),
         };
         let wait = if e.timeout == Some(true) { Duration::from_secs(2) } else { Duration::from_secs(10) };
-        let outcomes: Vec<DnsOutcome> = insts
-            .iter()
-            .map(|i| match exchange(i.addr(), &spec, wait) {
-                Ok(Some(r)) => DnsOutcome::Reply(r),
-                Ok(None) => DnsOutcome::NoReply,
-                Err(err) => DnsOutcome::Error(err),
-            })
-            .collect();
+        let outcomes: Vec<DnsOutcome> = insts.iter().map(|i| outcome(exchange(i.addr(), &spec, wait))).collect();
         mismatches.extend(check_dns(e, &outcomes[0]));
         if let Some(reference) = outcomes.get(1) {
             mismatches.extend(crate::diff::compare(&outcomes[0], reference, opts.ttl_tolerance));
         }
-        for (i, o) in insts.iter().zip(&outcomes) {
-            let text = match o {
-                DnsOutcome::Reply(r) => render_message(&r.msg),
-                DnsOutcome::NoReply => "no reply".into(),
-                DnsOutcome::Error(err) => format!("error: {err}"),
-            };
-            note.push(format!("{} reply: {text}", i.label));
+        note.extend(insts.iter().zip(&outcomes).map(|(i, o)| format!("{} reply: {}", i.label, render_outcome(o))));
+    } else if let Some(hex) = &step.raw_query {
+        let wire = match parse_hex_query(hex) {
+            Ok(w) => w,
+            Err(err) => return (vec![Mismatch::new("raw_query", "hex of a DNS message", err)], String::new()),
+        };
+        let tcp = step.proto.as_deref() == Some("tcp");
+        let wait = if e.timeout == Some(true) { Duration::from_secs(2) } else { Duration::from_secs(10) };
+        let outcomes: Vec<DnsOutcome> =
+            insts.iter().map(|i| outcome(exchange_raw(i.addr(), &wire, tcp, wait))).collect();
+        mismatches.extend(check_dns(e, &outcomes[0]));
+        if let Some(reference) = outcomes.get(1) {
+            mismatches.extend(crate::diff::compare(&outcomes[0], reference, opts.ttl_tolerance));
         }
+        note.extend(insts.iter().zip(&outcomes).map(|(i, o)| format!("{} reply: {}", i.label, render_outcome(o))));
     } else if let Some(url) = &step.http_get {
         let got = crate::http::get(url, Duration::from_secs(5));
         mismatches.extend(check_http(e, &got));
