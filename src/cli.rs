@@ -9,6 +9,10 @@ use tokio::sync::mpsc;
 use crate::engine::{Engine, Source};
 use crate::lifecycle::{ExitPlan, Signals};
 
+/// How long a graceful stop waits for the queries already read (a forward attempt's longest
+/// wait plus a retry).
+pub const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The version string printed by `-version` and at startup.
 pub fn version_line() -> String {
     format!("nodecache-{}", env!("CARGO_PKG_VERSION"))
@@ -108,6 +112,16 @@ pub fn serve(opts: ServeOptions) -> i32 {
             }));
         }
         exit.hooks.extend(opts.exit_hooks);
+        let draining = engine.clone();
+        exit.drain = Some(Box::new(move || {
+            let left = draining.quiesce(DRAIN_LIMIT);
+            if left > 0 {
+                tracing::warn!(
+                    "{left} queries still unanswered after {}",
+                    crate::gocompat::duration::format_std(DRAIN_LIMIT)
+                );
+            }
+        }));
         let status = signals.run(reload_tx, exit).await;
         engine.stop();
         status

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
@@ -224,6 +225,21 @@ impl Engine {
     /// Stops all listeners.
     pub fn stop(&self) {
         self.listeners.stop_all();
+    }
+
+    /// A graceful stop's serving half: listeners stop taking new queries (see
+    /// [`Listeners::quiesce`]), then queries already read are answered, each wait bounded by
+    /// `limit`. Returns the queries still unanswered when the time ran out.
+    pub fn quiesce(&self, limit: Duration) -> usize {
+        let started = Instant::now();
+        let draining = self.listeners.quiesce(limit);
+        if draining > 0 {
+            tracing::warn!(
+                "{draining} UDP sockets still had queries queued after {}",
+                crate::gocompat::duration::format_std(limit)
+            );
+        }
+        crate::server::drain::wait_idle(limit.saturating_sub(started.elapsed()))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Process lifecycle: signals as CoreDNS handles them, the pidfile, and exit hooks.
 //!
 //! SIGUSR1 reloads; SIGTERM runs the shutdown callbacks (lameduck: keep serving for the
-//! configured time), then the exit hooks (pidfile removal, node-cache teardown), then exits 0;
+//! configured time), then drains (no new queries taken, the ones read answered), then the exit hooks (pidfile removal, node-cache teardown), then exits 0;
 //! SIGINT does the same and a second SIGINT exits 2 at once; SIGQUIT runs the exit hooks and
 //! exits 0 without lameduck; SIGHUP is ignored.
 
@@ -15,6 +15,9 @@ use crate::reload::Trigger;
 /// What to do on the way out.
 #[derive(Default)]
 pub struct ExitPlan {
+    /// SIGTERM only, after the lameduck wait: stop taking queries and answer the ones already
+    /// read (bounded). Runs on a blocking thread.
+    pub drain: Option<Box<dyn FnOnce() + Send>>,
     /// Exit hooks in order (pidfile removal first, then teardown).
     pub hooks: Vec<Box<dyn FnOnce() + Send>>,
 }
@@ -65,6 +68,9 @@ impl Signals {
                 _ = self.term.recv() => {
                     tracing::info!("SIGTERM: Shutting down servers then terminating");
                     crate::observe::http::final_shutdown().await;
+                    if let Some(drain) = exit.drain.take() {
+                        let _ = tokio::task::spawn_blocking(drain).await;
+                    }
                     exit.run_hooks();
                     return 0;
                 }

@@ -321,10 +321,12 @@ fn scrub_request(
 /// Runs `query` through the chain on the runtime and sends the reply.
 fn run_chain(lr: Arc<ListenerRuntime>, ret: UdpReturn, query: Vec<u8>, client: SocketAddr) {
     let UdpReturn { sock, local, rt } = ret;
+    let guard = super::drain::InFlight::start();
     rt.spawn(async move {
         if let Some(reply) = handle(&lr, query, client, local, Proto::Udp).await {
             let _ = sock.send_to(&reply, client);
         }
+        drop(guard);
     });
 }
 

@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -16,7 +17,9 @@ use super::{sockets, tcp, udp_batch};
 struct Running {
     state: Arc<ArcSwap<ListenerRuntime>>,
     stop: watch::Sender<bool>,
-    udp_stop: Arc<AtomicBool>,
+    udp_ctl: Arc<AtomicU8>,
+    /// UDP threads of this listener still running.
+    udp_live: Arc<AtomicUsize>,
     bound: SocketAddr,
 }
 
@@ -61,26 +64,30 @@ impl Listeners {
             let keep = wanted.contains(&k);
             if !keep {
                 let _ = r.stop.send(true);
-                r.udp_stop.store(true, Ordering::Relaxed);
+                r.udp_ctl.store(udp_batch::STOP, Ordering::Relaxed);
             }
             keep
         });
         for (key, lr, udps, tcp, bound) in fresh {
             let state = Arc::new(ArcSwap::new(lr));
             let (stop, rx) = watch::channel(false);
-            let udp_stop = Arc::new(AtomicBool::new(false));
+            let udp_ctl = Arc::new(AtomicU8::new(udp_batch::RUN));
+            let udp_live = Arc::new(AtomicUsize::new(0));
             let rt = tokio::runtime::Handle::current();
             for (i, s) in udps.into_iter().enumerate() {
-                let (state, udp_stop, rt) = (state.clone(), udp_stop.clone(), rt.clone());
-                let spawned = std::thread::Builder::new()
-                    .name(format!("udp-{}-{i}", bound.port()))
-                    .spawn(move || udp_batch::serve(Arc::new(s), state, udp_stop, rt));
+                let (state, udp_ctl, live, rt) = (state.clone(), udp_ctl.clone(), udp_live.clone(), rt.clone());
+                live.fetch_add(1, Ordering::AcqRel);
+                let spawned = std::thread::Builder::new().name(format!("udp-{}-{i}", bound.port())).spawn(move || {
+                    udp_batch::serve(Arc::new(s), state, udp_ctl, rt);
+                    live.fetch_sub(1, Ordering::AcqRel);
+                });
                 if let Err(e) = spawned {
+                    udp_live.fetch_sub(1, Ordering::AcqRel);
                     tracing::error!("cannot start a UDP thread for {bound}: {e}");
                 }
             }
             tokio::spawn(tcp::serve(tcp, state.clone(), rx));
-            running.insert(key, Running { state, stop, udp_stop, bound });
+            running.insert(key, Running { state, stop, udp_ctl, udp_live, bound });
         }
         Ok(())
     }
@@ -94,7 +101,29 @@ impl Listeners {
     pub fn stop_all(&self) {
         for (_, r) in self.running.lock().drain() {
             let _ = r.stop.send(true);
-            r.udp_stop.store(true, Ordering::Relaxed);
+            r.udp_ctl.store(udp_batch::STOP, Ordering::Relaxed);
+        }
+    }
+
+    /// The first half of a graceful stop: TCP listeners stop accepting (connections already
+    /// completed are served), and UDP sockets bound to one address leave their SO_REUSEPORT
+    /// group, so that another instance on the same addresses gets every new query, then answer
+    /// what is queued on them. Waits up to `limit` for the UDP sockets to empty; returns how
+    /// many UDP threads were still draining. Wildcard UDP sockets keep serving until exit.
+    pub fn quiesce(&self, limit: Duration) -> usize {
+        let running = self.running.lock();
+        for r in running.values() {
+            let _ = r.stop.send(true);
+            r.udp_ctl.store(udp_batch::LEAVE, Ordering::Relaxed);
+        }
+        let leaving: Vec<&Running> = running.values().filter(|r| !r.bound.ip().is_unspecified()).collect();
+        let deadline = Instant::now() + limit;
+        loop {
+            let live: usize = leaving.iter().map(|r| r.udp_live.load(Ordering::Acquire)).sum();
+            if live == 0 || Instant::now() >= deadline {
+                return live;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

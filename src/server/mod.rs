@@ -2,6 +2,7 @@
 //! plugin chains to sockets.
 
 pub mod client;
+pub mod drain;
 pub mod fast;
 pub mod handle;
 pub mod listeners;

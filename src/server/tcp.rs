@@ -37,7 +37,10 @@ pub async fn serve(listener: TcpListener, state: Arc<ArcSwap<ListenerRuntime>>, 
                     continue;
                 }
             },
-            _ = stop.changed() => return,
+            _ = stop.changed() => {
+                adopt_queued(&listener, &state, &table);
+                return;
+            }
         };
         // Limits are read per accept, so a reload that changes them applies at once.
         let tcp = state.load().tcp;
@@ -50,6 +53,20 @@ pub async fn serve(listener: TcpListener, state: Arc<ArcSwap<ListenerRuntime>>, 
                 continue;
             }
         };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let _ = connection(stream, client, state, conn).await;
+        });
+    }
+}
+
+/// On stop: connections the kernel already completed (waiting in the accept queue) are taken
+/// and served to the end, so closing the listener resets none of them.
+fn adopt_queued(listener: &TcpListener, state: &Arc<ArcSwap<ListenerRuntime>>, table: &Arc<ConnTable>) {
+    use futures_util::FutureExt;
+    while let Some(Ok((stream, client))) = listener.accept().now_or_never() {
+        let tcp = state.load().tcp;
+        let Ok(conn) = table.admit(client.ip(), tcp.max_connections, tcp.max_per_client) else { continue };
         let state = state.clone();
         tokio::spawn(async move {
             let _ = connection(stream, client, state, conn).await;
@@ -107,6 +124,7 @@ async fn connection(
                     Some(r) => Some(r),
                     None => {
                         let msg = msg.to_vec();
+                        let _in_flight = super::drain::InFlight::start();
                         handle(&lr, msg, client, local, Proto::Tcp).await
                     }
                 };

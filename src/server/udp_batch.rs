@@ -4,7 +4,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -21,11 +21,19 @@ pub const BATCH: usize = 32;
 /// CoreDNS reads UDP queries into a 512-byte buffer (miekg/dns's default UDPSize).
 const READ_SIZE: usize = 512;
 
-/// Runs until `stop` is set (checked at least every read timeout of `sock`).
+/// [`serve`]'s control word: serving.
+pub const RUN: u8 = 0;
+/// [`serve`]'s control word: leave the SO_REUSEPORT group, answer what is queued, then end.
+pub const LEAVE: u8 = 1;
+/// [`serve`]'s control word: end at once.
+pub const STOP: u8 = 2;
+
+/// Runs until `stop` says [`STOP`] (checked at least every read timeout of `sock`), or says
+/// [`LEAVE`] and every datagram queued on the socket has been answered.
 pub fn serve(
     sock: Arc<UdpSocket>,
     state: Arc<ArcSwap<ListenerRuntime>>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<AtomicU8>,
     rt: tokio::runtime::Handle,
 ) {
     let Ok(local) = sock.local_addr() else { return };
@@ -33,9 +41,27 @@ pub fn serve(
     let mut batch = RecvBatch::new(BATCH, READ_SIZE);
     let mut replies: Vec<(SocketAddr, Vec<u8>)> = Vec::with_capacity(BATCH);
     let ret = UdpReturn { sock: sock.clone(), local, rt: rt.clone() };
-    while !stop.load(Ordering::Relaxed) {
+    let mut left_group = false;
+    loop {
+        match stop.load(Ordering::Relaxed) {
+            RUN => {}
+            // A wildcard socket cannot leave without losing its reply source address: it
+            // serves on until the process ends.
+            LEAVE if !left_group && !local.ip().is_unspecified() => {
+                left_group = true;
+                if let Err(e) = leave_reuseport_group(&sock, local) {
+                    tracing::debug!("udp {local}: cannot leave the SO_REUSEPORT group: {e}");
+                }
+            }
+            LEAVE => {}
+            _ => break,
+        }
         let n = batch.recv(fd);
         if n == 0 {
+            if left_group {
+                // Everything queued before the socket left its group has been answered.
+                break;
+            }
             continue;
         }
         let lr = state.load_full();
@@ -65,4 +91,13 @@ pub fn serve(
             send_many(fd, &out);
         }
     }
+}
+
+/// Takes `sock` out of its SO_REUSEPORT group's choice for new datagrams without closing it:
+/// the kernel gives a group's datagrams only to unconnected members (Linux 5.7+), so
+/// connecting the socket to its own address (a peer that never sends) leaves the datagrams
+/// already queued on it readable while every new one goes to the other members. Only for a
+/// socket bound to one address: connecting a wildcard socket would bind its source address.
+fn leave_reuseport_group(sock: &UdpSocket, local: SocketAddr) -> std::io::Result<()> {
+    sock.connect(local)
 }
