@@ -114,7 +114,7 @@ pub fn exchange(server: SocketAddr, spec: &QuerySpec, wait: Duration) -> Result<
 /// Decodes a hex query (spaces and newlines ignored), checks it has at least a header.
 pub fn parse_hex_query(text: &str) -> Result<Vec<u8>, String> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!("raw_query {text:?}: odd number of hex digits"));
     }
     let mut out = Vec::with_capacity(digits.len() / 2);
