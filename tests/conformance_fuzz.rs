@@ -48,4 +48,12 @@ fn fuzzing_against_unbound_finds_and_classifies_differences() {
     assert!(report.classes.keys().all(|k| k.starts_with("forward ")), "{text}");
     assert!(text.contains("  replay: conformance fuzz ") && text.contains(" --only "), "{text}");
     eprintln!("{text}");
+
+    // The classes it found, given back as --allow patterns, are counted as allowed and no
+    // longer reported (the same seed replays the same queries).
+    let mut again = opts.clone();
+    again.allow = report.classes.keys().cloned().collect();
+    let rerun = run(&again).expect("second fuzz run");
+    assert!(rerun.allowed > 0, "{}", render(&rerun, &again));
+    assert!(report.classes.keys().all(|k| !rerun.classes.contains_key(k)), "{}", render(&rerun, &again));
 }

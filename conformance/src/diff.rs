@@ -30,6 +30,11 @@ pub fn compare(ours: &DnsOutcome, reference: &DnsOutcome, ttl_tolerance: u32) ->
     }
     if a.edns.is_some() != b.edns.is_some() {
         out.push(Mismatch::new("diff edns", b.edns.is_some().to_string(), a.edns.is_some().to_string()));
+    } else if let (Some(ea), Some(eb)) = (&a.edns, &b.edns) {
+        let (oa, ob) = (render_opt(ea), render_opt(eb));
+        if oa != ob {
+            out.push(Mismatch::new("diff opt", ob, oa));
+        }
     }
     for (name, sa, sb) in [
         ("answer", &a.answers, &b.answers),
@@ -41,6 +46,20 @@ pub fn compare(ours: &DnsOutcome, reference: &DnsOutcome, ttl_tolerance: u32) ->
         }
     }
     out
+}
+
+/// The reply OPT's fields that a client sees: UDP size, version, DO, the high rcode bits and
+/// every option (code and data) in order.
+fn render_opt(e: &hickory_proto::op::Edns) -> String {
+    let options: Vec<String> = e.options().as_ref().iter().map(|(code, opt)| format!("{}={opt:?}", u16::from(*code))).collect();
+    format!(
+        "size {} version {} do {} rcode_high {} options [{}]",
+        e.max_payload(),
+        e.version(),
+        e.flags().dnssec_ok,
+        e.rcode_high(),
+        options.join(", ")
+    )
 }
 
 /// whoami's SRV carries the client's source port, which differs between the two servers: compare
