@@ -4,7 +4,7 @@
 # An upstream (bench/restart_load.rs `upstream`) answers every A query; the server forwards to
 # it with `cache 30`. Per run: start the server, prime its cache with the 2,000 names, send
 # `n<i>.bench.test. A` at a fixed rate for 12 s and restart the server 4 s in, then count.
-# Every query sent counts: lost = no reply within 1 s (or a send refused by ICMP); SERVFAIL is
+# Every query sent counts: lost = no reply within 1 s (or a failed send); SERVFAIL is
 # counted separately (it is an answer). Also: the longest stretch with no reply at all while
 # sending, and the queries the upstream saw in the 2 s after the new process was started.
 #
@@ -16,8 +16,10 @@
 #
 # All traffic is on 127.0.0.1, ports 15453-15457. Results go to bench/out/restart-<time>/.
 #
-# Usage: bench/restart.sh [--rates "5000 20000"] [--runs 3] [--modes "stop-start surge"]
+# Usage: bench/restart.sh [--rates "5000 20000"] [--runs 3] [--modes "none stop-start surge"]
 #                         [--statedir DIR] [--lameduck 2s] [--extra 'NAME=CMD'] [--no-nodecache]
+#                         [--classic]
+#   Default modes: stop-start surge.
 #   NODECACHE=path overrides the binary (default $CARGO_TARGET_DIR or target/, release).
 #   --statedir DIR: every nodecache instance gets `-statedir DIR/<run>` (a fresh directory per
 #            run, shared by the old and the new instance); skipped with a message if the binary
@@ -25,8 +27,13 @@
 #   --lameduck D: `health ... { lameduck D }` in the Corefile.
 #   --extra: another server measured the same way; CMD may use {corefile} and {port}, e.g.
 #            --extra 'coredns=coredns -conf {corefile}'
-#   --classic: TODO, not implemented: node-cache in classic mode (-localip 169.254.20.10,
-#            -basecorefile) inside a network namespace, as tests/nodelocal_netns.rs runs it.
+#   --classic: also node-cache (NODE_CACHE=path, default next to nodecache) in classic mode,
+#            inside a network namespace this script creates (root, `ip`, `iptables`, `ss`;
+#            skipped with a message otherwise): the shipped base Corefile filled as the
+#            DaemonSet does, -localip 169.254.20.10,10.0.0.10, the upstream on 127.0.0.1:53 in
+#            the namespace, the load from 169.254.20.10. The new instance counts as ready when
+#            it has bound 169.254.20.10:53 (the base Corefile has no `ready`). Extra flags for
+#            it: CLASSIC_ARGS='-skipteardown' etc.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -38,6 +45,7 @@ MODES="stop-start surge"
 STATEDIR=""
 LAMEDUCK=""
 WITH_NODECACHE=1
+CLASSIC=0
 declare -a EXTRA_NAMES=()
 declare -A EXTRA_CMDS=()
 NODECACHE="${NODECACHE:-${CARGO_TARGET_DIR:-$ROOT/target}/release/nodecache}"
@@ -52,8 +60,8 @@ while [ $# -gt 0 ]; do
             name="${2%%=*}"; cmd="${2#*=}"
             EXTRA_NAMES+=("$name"); EXTRA_CMDS[$name]="$cmd"; shift ;;
         --no-nodecache) WITH_NODECACHE=0 ;;
-        --classic) echo "--classic is not implemented yet (TODO, see --help)" >&2; exit 2 ;;
-        -h|--help) sed -n 2,28p "$0"; exit 0 ;;
+        --classic) CLASSIC=1 ;;
+        -h|--help) sed -n 2,36p "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -78,10 +86,13 @@ WORK="$(mktemp -d /tmp/nodecache-restart.XXXXXX)"
 OUT="$HERE/out/restart-$(date -u +%Y%m%dT%H%M%S)"
 mkdir -p "$OUT"
 UP_PID=""
+CUP_PID=""
+NETNS=""
 declare -a PIDS=()
 cleanup() {
-    for p in "${PIDS[@]}" $UP_PID; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}" $UP_PID $CUP_PID; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    [ -n "$NETNS" ] && ip netns del "$NETNS" 2>/dev/null || true
     cp "$WORK"/*.log "$OUT/" 2>/dev/null || true
     rm -rf "$WORK"
 }
@@ -115,12 +126,21 @@ EOF
 "$LOAD" upstream --port $UPPORT --timeline "$WORK/upstream.tl" > "$WORK/upstream.log" 2>&1 &
 UP_PID=$!
 
+# Where the servers run and how they are reached; the classic section changes these.
+NSX=()                      # command prefix (ip netns exec NAME)
+TARGET="127.0.0.1:$PORT"
+LOAD_BIND="127.0.0.1:0"
+UPTL="$WORK/upstream.tl"
+READY=http                  # http: GET /ready on the instance's port; bound: ss shows its socket
+PRESTART=""                 # run before each start
+
 # Starts server template $1 (with {corefile} and {port}) with ready port $2; sets STARTED.
 start_server() {
     local cf cmd
     cf="$(corefile "$2")"
     cmd="${1//\{corefile\}/$cf}"; cmd="${cmd//\{port\}/$PORT}"
-    bash -c "exec $cmd" >> "$WORK/server-$2.log" 2>&1 &
+    [ -n "$PRESTART" ] && eval "$PRESTART"
+    "${NSX[@]}" bash -c "exec $cmd" >> "$WORK/server-$2.log" 2>&1 &
     STARTED=$!
     PIDS+=("$STARTED")
 }
@@ -130,7 +150,11 @@ wait_ready() {
     local i
     for i in $(seq 1 2000); do
         kill -0 "$1" 2>/dev/null || { echo "server $1 exited; log:" >&2; tail -5 "$WORK/server-$2.log" >&2; return 1; }
-        [ "$(curl -s -o /dev/null -w '%{http_code}' -m 1 "http://127.0.0.1:$2/ready" 2>/dev/null)" = 200 ] && return 0
+        if [ "$READY" = http ]; then
+            [ "$(curl -s -o /dev/null -w '%{http_code}' -m 1 "http://127.0.0.1:$2/ready" 2>/dev/null)" = 200 ] && return 0
+        else
+            "${NSX[@]}" ss -Hulpn "src $TARGET" 2>/dev/null | grep -q "pid=$1," && return 0
+        fi
         sleep 0.01
     done
     echo "server $1 not ready on :$2 after 20 s" >&2; return 1
@@ -153,14 +177,14 @@ stop_server() {
 upstream_2s() {
     awk -v a="$1" -v b="$(( $1 + 2000 ))" '
         $1 <= a { c0 = $2 } $1 >= b && !done { c1 = $2; done = 1 }
-        END { if (done) print c1 - c0; else print "na" }' "$WORK/upstream.tl"
+        END { if (done) print c1 - c0; else print "na" }' "$UPTL"
 }
 
 # key=value from a load summary line.
 kv() { tr ' ' '\n' <<< "$1" | awk -F= -v k="$2" '$1 == k { print $2 }'; }
 
 RAW="$OUT/raw.tsv"
-printf 'server\tmode\trate\trun\tsent\tlost\tservfail\tother_rcode\tsend_errors\tlate\tgap_ms\tgap_from_mark_ms\tlost_first_ms\tlost_last_ms\tupstream_2s\tnew_start_ms\tnew_ready_ms\tsigterm_ms\told_exit_ms\tprime_answered\n' > "$RAW"
+printf 'server\tmode\trate\trun\tsent\tlost\tservfail\tother_rcode\tsend_errors\tlate\tgap_ms\tgap_from_mark_ms\tgap_after_mark_ms\tlost_first_ms\tlost_last_ms\tupstream_2s\tnew_start_ms\tnew_ready_ms\tsigterm_ms\told_exit_ms\tprime_answered\n' > "$RAW"
 
 # One measurement: server label $1, template $2, mode $3, rate $4, run $5.
 measure() {
@@ -171,11 +195,11 @@ measure() {
         tmpl="$tmpl -statedir $STATEDIR/$tag"
     fi
     start_server "$tmpl" "${RPORTS[0]}"; old=$STARTED
-    wait_ready "$old" "${RPORTS[0]}"
-    prime="$("$LOAD" load --server 127.0.0.1:$PORT --rate 4000 --duration "$(awk -v n=$NAMES 'BEGIN { printf "%.3f", n / 4000 }')" --names $NAMES)"
+    wait_ready "$old" "${RPORTS[0]}" || { log "$tag: skipped, the first instance did not start"; stop_server "$old"; PIDS=(); return 0; }
+    prime="$("${NSX[@]}" "$LOAD" load --server "$TARGET" --bind "$LOAD_BIND" --rate 4000 --duration "$(awk -v n=$NAMES 'BEGIN { printf "%.3f", n / 4000 }')" --names $NAMES)"
     [ "$(kv "$prime" answered)" = "$NAMES" ] || log "$tag: priming answered $(kv "$prime" answered) of $NAMES"
     rm -f "$WORK/mark"
-    "$LOAD" load --server 127.0.0.1:$PORT --rate "$rate" --duration $DURATION --names $NAMES \
+    "${NSX[@]}" "$LOAD" load --server "$TARGET" --bind "$LOAD_BIND" --rate "$rate" --duration $DURATION --names $NAMES \
         --timeline "$OUT/timeline-$tag.tsv" --mark "$WORK/mark" > "$WORK/load.out" 2> "$WORK/load.err" &
     local load_pid=$!
     sleep $RESTART_AT
@@ -195,13 +219,13 @@ measure() {
     out="$(cat "$WORK/load.out")"
     stop_server "$new"
     PIDS=()
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$label" "$mode" "$rate" "$run" "$(kv "$out" sent)" "$(kv "$out" lost)" "$(kv "$out" servfail)" \
         "$(kv "$out" other_rcode)" "$(kv "$out" send_errors)" "$(kv "$out" late)" "$(kv "$out" gap_ms)" \
-        "$(kv "$out" gap_from_mark_ms)" "$(kv "$out" lost_first_from_mark_ms)" "$(kv "$out" lost_last_from_mark_ms)" \
+        "$(kv "$out" gap_from_mark_ms)" "$(kv "$out" gap_after_mark_ms)" "$(kv "$out" lost_first_from_mark_ms)" "$(kv "$out" lost_last_from_mark_ms)" \
         "$(upstream_2s "$t_new")" $((t_new - t0)) $((t_ready - t0)) $((t_term - t0)) $((t_exit - t0)) \
         "$(kv "$prime" answered)" >> "$RAW"
-    log "$tag: $(tail -n 1 "$RAW" | cut -f5-15)"
+    log "$tag: $(tail -n 1 "$RAW" | cut -f5-16)"
 }
 
 STATEDIR_OK=0
@@ -236,15 +260,58 @@ for s in "${SERVERS[@]}"; do
     done
 done
 
+# Classic mode: node-cache managing its interface and iptables rules, in a namespace.
+classic_setup() {
+    local nc="${NODE_CACHE:-$(dirname "$NODECACHE")/node-cache}" d="$WORK/classic"
+    [ "$(id -u)" = 0 ] || { echo "--classic: skipped, needs root" >&2; return 1; }
+    for c in ip iptables ss; do
+        command -v $c >/dev/null || { echo "--classic: skipped, \`$c\` not installed" >&2; return 1; }
+    done
+    [ -x "$nc" ] || (cd "$ROOT" && cargo build --release --bins)
+    NETNS="ncrestart-$$"
+    ip netns add "$NETNS" || { echo "--classic: skipped, cannot create a network namespace" >&2; NETNS=""; return 1; }
+    ip netns exec "$NETNS" ip link set lo up
+    # This VM's kernel may lack dummy links; node-cache reuses an existing interface as-is.
+    if ip netns exec "$NETNS" ip link add ncprobe type dummy 2>/dev/null; then
+        ip netns exec "$NETNS" ip link del ncprobe
+    else
+        # An old instance deletes the interface on exit, and the next cannot create a dummy
+        # one, so it is re-created before each start (adds ~10 ms to a stop-start restart).
+        log "--classic: no dummy links here; nodelocaldns is pre-created as a bridge before each start"
+        PRESTART='ip netns exec "$NETNS" ip link show nodelocaldns >/dev/null 2>&1 || ip netns exec "$NETNS" ip link add nodelocaldns type bridge'
+    fi
+    mkdir -p "$d/kube-dns"
+    sed -e 's/__PILLAR__DNS__DOMAIN__/cluster.local/g' -e 's/__PILLAR__LOCAL__DNS__/169.254.20.10/g' \
+        -e 's/__PILLAR__DNS__SERVER__/10.0.0.10/g' "$ROOT/corefiles/node-local-dns.Corefile.base" > "$d/Corefile.base"
+    echo '["127.0.0.1"]' > "$d/kube-dns/upstreamNameservers"
+    ip netns exec "$NETNS" "$LOAD" upstream --port 53 --timeline "$WORK/upstream-classic.tl" > "$WORK/upstream-classic.log" 2>&1 &
+    CUP_PID=$!
+    NSX=(ip netns exec "$NETNS")
+    TARGET="169.254.20.10:53"
+    LOAD_BIND="169.254.20.10:0"
+    UPTL="$WORK/upstream-classic.tl"
+    READY=bound
+    CLASSIC_TMPL="env KUBE_DNS_UPSTREAM_SERVICE_HOST=127.0.0.1 $nc -localip 169.254.20.10,10.0.0.10 -conf $d/Corefile -basecorefile $d/Corefile.base -kubednscm $d/kube-dns -upstreamsvc kube-dns-upstream ${CLASSIC_ARGS:-}"
+}
+if [ "$CLASSIC" = 1 ] && classic_setup; then
+    for mode in $MODES; do
+        for rate in $RATES; do
+            for run in $(seq 1 "$RUNS"); do
+                measure node-cache-classic "$CLASSIC_TMPL" "$mode" "$rate" "$run"
+            done
+        done
+    done
+fi
+
 # Table and medians (times in ms; from_mark = relative to the start of the restart).
 {
     echo "## per run"
-    cut -f1-7,9,11-19 "$RAW" | column -t -s $'\t'
+    cut -f1-7,9,11-20 "$RAW" | column -t -s $'\t'
     echo
     echo "## medians (min-max)"
     awk -F'\t' 'NR > 1 {
         k = $1 "\t" $2 "\t" $3; if (!(k in n)) order[++m] = k
-        i = ++n[k]; sent[k, i] = $5; lost[k, i] = $6; sf[k, i] = $7; gap[k, i] = $11; up[k, i] = $15
+        i = ++n[k]; sent[k, i] = $5; lost[k, i] = $6; sf[k, i] = $7; gap[k, i] = $11; mg[k, i] = $13; up[k, i] = $16
     }
     function med(a, k, c,   v, i, j, t, lo, hi) {
         for (i = 1; i <= c; i++) v[i] = a[k, i] + 0
@@ -252,8 +319,8 @@ done
         if (c % 2) return sprintf("%g (%g-%g)", v[(c + 1) / 2], v[1], v[c])
         return sprintf("%g (%g-%g)", (v[c / 2] + v[c / 2 + 1]) / 2, v[1], v[c])
     }
-    BEGIN { OFS = "\t"; print "server", "mode", "rate", "runs", "sent", "lost", "servfail", "gap_ms", "upstream_2s" }
+    BEGIN { OFS = "\t"; print "server", "mode", "rate", "runs", "sent", "lost", "servfail", "gap_ms", "gap_after_restart_ms", "upstream_2s" }
     END { for (o = 1; o <= m; o++) { k = order[o]
-        print k, n[k], med(sent, k, n[k]), med(lost, k, n[k]), med(sf, k, n[k]), med(gap, k, n[k]), med(up, k, n[k]) } }' "$RAW" \
+        print k, n[k], med(sent, k, n[k]), med(lost, k, n[k]), med(sf, k, n[k]), med(gap, k, n[k]), med(mg, k, n[k]), med(up, k, n[k]) } }' "$RAW" \
         | column -t -s $'\t'
 } | tee "$OUT/summary.txt"

@@ -2,12 +2,12 @@
 //! `rustc -O`; loopback only.
 //!
 //! `restart_load load --server 127.0.0.1:P [--rate Q] [--duration S] [--names N] [--sockets K]
-//!     [--timeline FILE] [--mark FILE]`
+//!     [--timeline FILE] [--mark FILE] [--bind 127.0.0.1:0]`
 //!   Sends `n<i>.bench.test. A` (i cycling over N) at a fixed rate, a batch per millisecond tick,
 //!   round-robin over K connected UDP sockets; the query ID is the query's sequence number on
 //!   its socket, so each socket has its own ID space. Every query sent counts: it is answered
-//!   if a reply with its ID arrives within 1 s, lost otherwise (a send refused by an ICMP error
-//!   counts as sent and lost). SERVFAIL and other non-NOERROR/NXDOMAIN replies are answered and
+//!   if a reply with its ID arrives within 1 s, lost otherwise (a failed send, e.g. refused by
+//!   an earlier ICMP error or with the address gone, counts as sent and lost). SERVFAIL and other non-NOERROR/NXDOMAIN replies are answered and
 //!   reported separately. Prints one `key=value` line (see `Summary`).
 //!   `--mark FILE`: the first tick at which FILE exists is the mark (if FILE holds a Unix time in
 //!   ms, that time is used); the gap and the lost queries are also given relative to it.
@@ -122,10 +122,11 @@ fn load(o: &HashMap<String, String>) {
     let nsock: usize = opt(o, "sockets", 4usize).max(min_socks);
     let timeline: Option<String> = o.get("timeline").cloned();
     let mark_file: Option<String> = o.get("mark").cloned();
+    let bind: String = o.get("bind").cloned().unwrap_or_else(|| "127.0.0.1:0".into());
 
     let socks: Vec<UdpSocket> = (0..nsock)
         .map(|_| {
-            let s = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| die(&format!("bind: {e}")));
+            let s = UdpSocket::bind(&bind).unwrap_or_else(|e| die(&format!("bind {bind}: {e}")));
             s.connect(&server).unwrap_or_else(|e| die(&format!("connect {server}: {e}")));
             s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
             big_rcvbuf(&s);
@@ -259,12 +260,16 @@ fn load(o: &HashMap<String, String>) {
 
     // The longest stretch with no reply at all while queries were being sent.
     arrivals.sort_unstable();
-    let (mut gap, mut gap_from) = (0u64, 0u64);
+    // Also the longest such stretch that ends after the mark (the restart's own gap).
+    let (mut gap, mut gap_from, mut mgap) = (0u64, 0u64, 0u64);
     let mut prev = 0u64;
     for &a in arrivals.iter().filter(|&&a| a <= send_end_us).chain(std::iter::once(&send_end_us)) {
         if a - prev > gap {
             gap = a - prev;
             gap_from = prev;
+        }
+        if mark_us.is_some_and(|m| a >= m) && a - prev > mgap {
+            mgap = a - prev;
         }
         prev = a;
     }
@@ -281,11 +286,12 @@ fn load(o: &HashMap<String, String>) {
     };
     println!(
         "sent={sent} answered={answered} lost={lost} servfail={servfail} other_rcode={other_rcode} \
-         send_errors={send_errors} late={late} dup={dup} gap_ms={:.1} gap_from_mark_ms={} \
+         send_errors={send_errors} late={late} dup={dup} gap_ms={:.1} gap_from_mark_ms={} gap_after_mark_ms={:.1} \
          lost_first_from_mark_ms={lost_first} lost_last_from_mark_ms={lost_last} mark_unix_ms={} \
          start_unix_ms={start_unix_ms} sockets={nsock} send_secs={:.3}",
         gap as f64 / 1000.0,
         rel(gap_from),
+        mgap as f64 / 1000.0,
         mark_us.map(|m| (start_unix_ms + m / 1000).to_string()).unwrap_or_else(|| "na".into()),
         send_end_us as f64 / 1e6,
     );
