@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use crate::config::build::{build_plan, PlanOptions};
 use crate::config::Plan;
 use crate::corefile::{self, ParseOptions};
+use crate::plugin::cache::store::Stores;
 use crate::plugin::Carryover;
 use crate::server::{runtime, Listeners, Runtime};
 
@@ -126,6 +127,8 @@ pub struct Engine {
     attempted: Mutex<String>,
     /// Serialises reloads (watcher, poll and signal may race).
     reloading: Mutex<()>,
+    /// A cache snapshot to load into the first runtime before its listeners open.
+    preload: Mutex<Option<(Vec<u8>, String)>>,
     default_port: u16,
 }
 
@@ -139,6 +142,7 @@ impl Engine {
             fingerprint: Mutex::new(String::new()),
             attempted: Mutex::new(String::new()),
             reloading: Mutex::new(()),
+            preload: Mutex::new(None),
             default_port,
         }
     }
@@ -158,6 +162,9 @@ impl Engine {
     pub fn apply(&self, loaded: Loaded) -> Result<(), String> {
         let carry = Arc::new(self.carry.lock().next_generation());
         let rt = runtime::build(loaded.plan, carry.clone())?;
+        if let Some((bytes, from)) = self.preload.lock().take() {
+            load_snapshot(&carry, &bytes, &from);
+        }
         self.listeners.apply(&rt)?;
         carry.seal();
         *self.carry.lock() = carry;
@@ -166,6 +173,18 @@ impl Engine {
         let rt = Arc::new(rt);
         self.current.store(Some(rt.clone()));
         publish_observability(&rt)
+    }
+
+    /// Gives the next runtime built a cache snapshot (`from` names its origin for the log), to
+    /// load before its listeners open.
+    pub fn preload_snapshot(&self, bytes: Vec<u8>, from: String) {
+        *self.preload.lock() = Some((bytes, from));
+    }
+
+    /// Every cache of the running configuration as a snapshot ([`crate::plugin::cache::snapshot`]).
+    pub fn cache_snapshot(&self) -> Vec<u8> {
+        let carry = self.carry.lock().clone();
+        crate::plugin::cache::snapshot::encode(&carry.items_of::<Stores>(), Instant::now())
     }
 
     /// Loads and applies `source`.
@@ -240,6 +259,21 @@ impl Engine {
             );
         }
         crate::server::drain::wait_idle(limit.saturating_sub(started.elapsed()))
+    }
+}
+
+/// Loads `bytes` into the caches `carry` holds, logging one line with the outcome.
+fn load_snapshot(carry: &Carryover, bytes: &[u8], from: &str) {
+    let started = Instant::now();
+    match crate::plugin::cache::snapshot::load(bytes, &carry.items_of::<Stores>(), started) {
+        Ok(s) => tracing::info!(
+            "cache warmed from {from}: {} entries loaded, {} expired, {} caches of another configuration skipped ({} ms)",
+            s.loaded,
+            s.expired,
+            s.unmatched_caches,
+            started.elapsed().as_millis()
+        ),
+        Err(e) => tracing::warn!("cache snapshot from {from} ignored: {e}"),
     }
 }
 

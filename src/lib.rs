@@ -20,3 +20,4 @@ pub mod plugin;
 pub mod reload;
 pub mod residency;
 pub mod server;
+pub mod statedir;

@@ -181,6 +181,11 @@ impl Carryover {
         v
     }
 
+    /// The items of type `T` in this generation, with their keys.
+    pub fn items_of<T: Any + Send + Sync>(&self) -> Vec<(String, Arc<T>)> {
+        self.items.lock().iter().filter_map(|(k, v)| v.clone().downcast::<T>().ok().map(|t| (k.clone(), t))).collect()
+    }
+
     /// A new generation that can take over this one's items.
     pub fn next_generation(&self) -> Carryover {
         let items = self.items.lock().clone();

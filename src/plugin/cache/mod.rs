@@ -5,6 +5,7 @@ pub mod handler;
 pub mod key;
 pub mod metrics;
 pub mod setup;
+pub mod snapshot;
 pub mod store;
 pub mod wire_scan;
 

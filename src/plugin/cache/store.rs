@@ -257,6 +257,16 @@ impl Store {
         }
     }
 
+    /// Every entry with its key, shard by shard, least recently used first within a shard (so
+    /// that adding them in this order to another store keeps the eviction order).
+    pub fn entries_oldest_first(&self) -> Vec<(u64, Arc<Entry>)> {
+        let mut out = Vec::with_capacity(self.len());
+        for shard in self.shards.iter() {
+            out.extend(shard.lock().iter().rev().map(|(k, e)| (*k, e.clone())));
+        }
+        out
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed).max(0) as usize
