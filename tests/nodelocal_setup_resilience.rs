@@ -10,6 +10,9 @@
 //!   backoff; once the script is replaced by one that runs the real iptables, a retry adds
 //!   the rules.
 //!
+//! - A persistent interface failure at startup is retried a few times with backoff, counted
+//!   each time, and left pending for the periodic loop (library API, in the namespace).
+//!
 //! Skipped (with the reason printed) when not root, when `ip`/`iptables`/`dig` are missing,
 //! or when a namespace cannot be created. The host is never touched.
 
@@ -364,4 +367,31 @@ fn iptables_failures_are_retried_while_serving() {
     let st = nc.terminate();
     assert!(st.success(), "exit status {st}; log:\n{}", files.log());
     assert_eq!(ns.node_rules(), 0, "teardown removed the rules");
+}
+
+#[test]
+fn startup_interface_failure_is_retried_then_left_to_the_loop() {
+    use nodecache::nodelocal::flags::{self, FlagsOutcome};
+    use nodecache::nodelocal::metrics::{self, SetupErrorKind};
+    use nodecache::nodelocal::setup::{NetworkSetup, STARTUP_RETRIES};
+
+    let Some(ns) = Netns::create() else { return };
+    // A name longer than IFNAMSIZ: every creation fails with a netlink error.
+    let args: Vec<String> = ["-localip", LOCAL_IP, "-setupiptables=false", "-interfacename", "a-name-longer-than-15"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let f = match flags::parse("node-cache", &args) {
+        Ok(FlagsOutcome::Run { flags, .. }) => *flags,
+        other => panic!("{other:?}"),
+    };
+    let setup = NetworkSetup::from_flags(&f);
+    let before = metrics::value(SetupErrorKind::InterfaceAdd);
+    let t0 = Instant::now();
+    let ok = netns_common::run_in(&format!("/run/netns/{}", ns.name), || setup.init_networking());
+    let took = t0.elapsed();
+    assert!(!ok);
+    assert_eq!(metrics::value(SetupErrorKind::InterfaceAdd), before + 1 + STARTUP_RETRIES as u64);
+    assert!(took >= Duration::from_millis(3500), "backoff 0.5 + 1 + 2 s, took {took:?}");
+    assert_eq!(setup.pending_retry(), Some(false), "the interface pass stays pending for the loop");
 }

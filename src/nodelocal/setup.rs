@@ -18,6 +18,9 @@ use super::iptables::{node_cache_rules, Iptables, IptablesError, Rule};
 use super::metrics::{self, SetupErrorKind};
 use super::netif::NetifManager;
 
+/// How often [`NetworkSetup::init_networking`] retries a failed interface pass.
+pub const STARTUP_RETRIES: usize = 3;
+
 /// Safety cap for the teardown delete/check loop of one rule (node-cache has none).
 const TEARDOWN_MAX_ROUNDS: usize = 1000;
 
@@ -100,6 +103,23 @@ impl NetworkSetup {
     /// The rules managed (empty without `-setupiptables`).
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// `Init`'s interface-only pass. The listeners bind the local IPs right after, so a
+    /// failure is retried here a few times ([`STARTUP_RETRIES`], backoff delays: 3.5 s in
+    /// all) before giving up to [`NetworkSetup::run_periodic`]'s retries; DNS is not served
+    /// yet, so nothing waits on this but startup.
+    pub fn init_networking(&self) -> bool {
+        let mut backoff = Backoff::default();
+        for _ in 0..STARTUP_RETRIES {
+            if self.setup_networking(false) {
+                return true;
+            }
+            let delay = backoff.next_delay();
+            tracing::warn!("Interface setup failed; retrying in {delay:?}");
+            std::thread::sleep(delay);
+        }
+        self.setup_networking(false)
     }
 
     /// One setup pass: the rules first (when `with_iptables` and enabled), then the
