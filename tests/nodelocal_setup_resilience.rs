@@ -10,6 +10,8 @@
 //!   backoff; once the script is replaced by one that runs the real iptables, a retry adds
 //!   the rules.
 //!
+//! - With no `iptables` in `PATH` at all, the errors are counted as `iptables` and retried;
+//!   once one appears, the version probe is repeated and a retry adds the rules.
 //! - A persistent interface failure at startup is retried a few times with backoff, counted
 //!   each time, and left pending for the periodic loop (library API, in the namespace).
 //!
@@ -87,8 +89,14 @@ impl Netns {
         Some(ns)
     }
 
+    /// `ip netns exec <ns> <args>`; `ip` by absolute path, since a child `PATH` set on the
+    /// command is also where `ip` itself would be looked up.
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
+        let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("ip");
+        let mut c = Command::new(ip);
         c.args(["netns", "exec", &self.name]).args(args);
         c
     }
@@ -231,7 +239,13 @@ impl Files {
     }
 }
 
+/// Starts node-cache with `files`' `bin` directory first in `PATH`.
 fn start(ns: &Netns, files: &Files) -> NodeCache {
+    let path = format!("{}:{}", files.s("bin"), std::env::var("PATH").unwrap_or_default());
+    start_with_path(ns, files, &path)
+}
+
+fn start_with_path(ns: &Netns, files: &Files, path: &str) -> NodeCache {
     let (conf, base, pid) = (files.s("Corefile"), files.s("Corefile.base"), files.s("pid"));
     let args = [
         env!("CARGO_BIN_EXE_node-cache"),
@@ -248,7 +262,6 @@ fn start(ns: &Netns, files: &Files) -> NodeCache {
         "-metrics-listen-address",
         METRICS,
     ];
-    let path = format!("{}:{}", files.s("bin"), std::env::var("PATH").unwrap_or_default());
     let log = std::fs::File::create(files.p("node-cache.log")).expect("log file");
     let child = ns
         .command(&args)
@@ -273,6 +286,13 @@ fn wait_for(what: &str, limit: Duration, files: &Files, mut ok: impl FnMut() -> 
 fn setup_errors(metrics: &str, kind: &str) -> Option<u64> {
     let prefix = format!("coredns_nodecache_setup_errors_total{{errortype=\"{kind}\"}} ");
     metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok())
+}
+
+/// A script that runs the real iptables.
+fn real_iptables_wrapper() -> String {
+    let real = Path::new("/usr/sbin/iptables");
+    let real = if real.exists() { real.display().to_string() } else { "/sbin/iptables".to_string() };
+    format!("#!/bin/sh\nexec {real} \"$@\"\n")
 }
 
 /// Waits for the interface with the local IP and a DNS answer on it; returns the link kind.
@@ -351,9 +371,7 @@ fn iptables_failures_are_retried_while_serving() {
     assert!(log.contains("Network setup failed; retrying in"), "{log}");
 
     // The lock is released: the next retry adds the rules, and the errors stop.
-    let real = Path::new("/usr/sbin/iptables");
-    let real = if real.exists() { real.display().to_string() } else { "/sbin/iptables".to_string() };
-    files.install_tool("iptables", &format!("#!/bin/sh\nexec {real} \"$@\"\n"));
+    files.install_tool("iptables", &real_iptables_wrapper());
     let t =
         wait_for("the 12 rules after the lock is released", Duration::from_secs(60), &files, || ns.node_rules() == 12);
     println!("rules added {t:?} after the lock was released");
@@ -394,4 +412,34 @@ fn startup_interface_failure_is_retried_then_left_to_the_loop() {
     assert_eq!(metrics::value(SetupErrorKind::InterfaceAdd), before + 1 + STARTUP_RETRIES as u64);
     assert!(took >= Duration::from_millis(3500), "backoff 0.5 + 1 + 2 s, took {took:?}");
     assert_eq!(setup.pending_retry(), Some(false), "the interface pass stays pending for the loop");
+}
+
+#[test]
+fn missing_iptables_is_retried_until_it_appears() {
+    let Some(ns) = Netns::create() else { return };
+    let files = Files::new();
+    // PATH holds only the (empty) bin directory: no iptables, no iptables-save.
+    let mut nc = start_with_path(&ns, &files, &files.s("bin"));
+    assert_serving(&ns, &files);
+    let mut first = None;
+    wait_for("iptables errors", Duration::from_secs(30), &files, || {
+        first = setup_errors(&ns.metrics(), "iptables").filter(|v| *v > 0);
+        first.is_some()
+    });
+    let first = first.unwrap_or_default();
+    wait_for("iptables errors from a retry", Duration::from_secs(30), &files, || {
+        setup_errors(&ns.metrics(), "iptables").is_some_and(|v| v > first)
+    });
+    nc.assert_running(&files);
+    assert!(files.log().contains("executable file not found"), "{}", files.log());
+
+    // iptables appears: the version probe is repeated, and a retry adds the rules with -C/-I.
+    files.install_tool("iptables", &real_iptables_wrapper());
+    let t = wait_for("the 12 rules once iptables exists", Duration::from_secs(60), &files, || ns.node_rules() == 12);
+    println!("rules added {t:?} after iptables appeared");
+    nc.assert_running(&files);
+    assert_eq!(ns.dig("www.example.org."), "192.0.2.7");
+    let st = nc.terminate();
+    assert!(st.success(), "exit status {st}; log:\n{}", files.log());
+    assert_eq!(ns.node_rules(), 0, "teardown removed the rules");
 }
