@@ -12,13 +12,14 @@ ARG RUST_VERSION=1
 ARG DEBIAN_RELEASE=bookworm
 
 # ---- build the binary ----------------------------------------------------------------
+# The `image` cargo profile is `release` without debug info and with symbols stripped.
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin node-cache \
- && install -D -m 0755 target/release/node-cache /out/node-cache
+    cargo build --profile image --locked --bin node-cache \
+ && install -D -m 0755 target/image/node-cache /out/node-cache
 
 # ---- an empty root with the directories node-cache writes to --------------------------
 FROM busybox:stable AS rootfs

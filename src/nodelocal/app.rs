@@ -127,7 +127,7 @@ impl CacheApp {
         }
         let _ = self.update_corefile(&KubeDnsConfig::default());
         let _ = self.start_config_sync(period);
-        self.setup.setup_networking(false);
+        self.setup.init_networking();
     }
 
     /// node-cache's `initDNSConfigSync`: a startup sync of the kube-dns directory (a success

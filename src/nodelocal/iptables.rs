@@ -2,10 +2,15 @@
 //! `util/iptables` behaviour): version probe for the wait flag, check with `-C` (exit 1 means
 //! absent, 5-minute timeout), insert with `-I` (prepend), delete with `-D`, `ip6tables` for
 //! IPv6. The real binaries are executed.
+//!
+//! Unlike Kubernetes' runner, a failed version probe (e.g. iptables missing at startup) is
+//! repeated, at most once a second, until one succeeds, so a binary that appears later is
+//! used with the right wait flag and `-C` checks.
 
 use std::fmt;
 use std::io::Read;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::metrics::SetupErrorKind;
@@ -187,12 +192,38 @@ fn exit_text(r: &Ran) -> String {
     }
 }
 
+/// How often a failed version probe may be repeated.
+const REPROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// What `<cmd> --version` told us.
+#[derive(Clone, Debug)]
+struct Probe {
+    wait_flag: Vec<String>,
+    has_check: bool,
+    /// True once a probe succeeded (never probed again).
+    known: bool,
+    at: Instant,
+}
+
+impl Probe {
+    fn run(cmd: &str) -> Probe {
+        let ran = run(cmd, &["--version".to_string()], None);
+        let version = if ran.spawn_error.is_none() && ran.status == Some(0) { parse_version(&ran.out) } else { None };
+        let (wait_flag, has_check) = match &version {
+            Some(v) if at_least(v, &[1, 4, 22]) => (vec!["-w".to_string(), "5".to_string()], true),
+            Some(v) if at_least(v, &[1, 4, 20]) => (vec!["-w".to_string()], true),
+            Some(v) => (Vec::new(), at_least(v, &[1, 4, 11])),
+            None => (Vec::new(), false),
+        };
+        Probe { wait_flag, has_check, known: version.is_some(), at: Instant::now() }
+    }
+}
+
 /// Runs `iptables` or `ip6tables`.
 #[derive(Clone, Debug)]
 pub struct Iptables {
     cmd: String,
-    wait_flag: Vec<String>,
-    has_check: bool,
+    probe: Arc<Mutex<Probe>>,
     ipv6: bool,
 }
 
@@ -205,15 +236,17 @@ impl Iptables {
 
     /// Runner with an explicit command name or path (e.g. a wrapper script).
     pub fn with_command(cmd: &str, ipv6: bool) -> Self {
-        let ran = run(cmd, &["--version".to_string()], None);
-        let version = if ran.spawn_error.is_none() && ran.status == Some(0) { parse_version(&ran.out) } else { None };
-        let (wait_flag, has_check) = match &version {
-            Some(v) if at_least(v, &[1, 4, 22]) => (vec!["-w".to_string(), "5".to_string()], true),
-            Some(v) if at_least(v, &[1, 4, 20]) => (vec!["-w".to_string()], true),
-            Some(v) => (Vec::new(), at_least(v, &[1, 4, 11])),
-            None => (Vec::new(), false),
-        };
-        Iptables { cmd: cmd.to_string(), wait_flag, has_check, ipv6 }
+        Iptables { cmd: cmd.to_string(), probe: Arc::new(Mutex::new(Probe::run(cmd))), ipv6 }
+    }
+
+    /// The current probe result, probing again first if the last probe failed long enough
+    /// ago.
+    fn probe(&self) -> Probe {
+        let Ok(mut p) = self.probe.lock() else { return Probe::run(&self.cmd) };
+        if !p.known && p.at.elapsed() >= REPROBE_EVERY {
+            *p = Probe::run(&self.cmd);
+        }
+        p.clone()
     }
 
     /// The command run (`iptables`/`ip6tables` or the override).
@@ -222,8 +255,8 @@ impl Iptables {
     }
 
     /// The wait flag in use (`["-w", "5"]`, `["-w"]` or empty).
-    pub fn wait_flag(&self) -> &[String] {
-        &self.wait_flag
+    pub fn wait_flag(&self) -> Vec<String> {
+        self.probe().wait_flag
     }
 
     /// True for `ip6tables`.
@@ -233,7 +266,7 @@ impl Iptables {
 
     /// Full argument vector for `op` (`-C`, `-I`, `-D`) on `rule`.
     pub fn argv(&self, op: &str, rule: &Rule) -> Vec<String> {
-        let mut v = self.wait_flag.clone();
+        let mut v = self.probe().wait_flag;
         v.push(op.to_string());
         v.push(rule.chain.clone());
         v.push("-t".to_string());
@@ -244,7 +277,7 @@ impl Iptables {
 
     /// Whether `rule` exists.
     pub fn check_rule(&self, rule: &Rule) -> Result<bool, IptablesError> {
-        if !self.has_check {
+        if !self.probe().has_check {
             return self.check_rule_with_save(rule);
         }
         let r = run(&self.cmd, &self.argv("-C", rule), Some(CHECK_TIMEOUT));
@@ -359,8 +392,9 @@ mod tests {
 
     #[test]
     fn argv_shape() {
-        let ipt =
-            Iptables { cmd: "iptables".into(), wait_flag: vec!["-w".into(), "5".into()], has_check: true, ipv6: false };
+        let probe =
+            Probe { wait_flag: vec!["-w".into(), "5".into()], has_check: true, known: true, at: Instant::now() };
+        let ipt = Iptables { cmd: "iptables".into(), probe: Arc::new(Mutex::new(probe)), ipv6: false };
         let r = &node_cache_rules("169.254.20.10", "53", "8080")[0];
         let argv = ipt.argv("-C", r);
         assert_eq!(&argv[..6], &["-w", "5", "-C", "PREROUTING", "-t", "raw"]);

@@ -20,9 +20,11 @@
 //! - [`setup`]: `NetworkSetup::from_flags(&flags)`; `setup_networking(with_iptables)`,
 //!   `spawn_periodic(interval)` (pidfile gating, then every `-syncinterval`), `teardown()`.
 //!   Blocking: call from plain threads or `spawn_blocking`.
+//! - [`backoff`]: `Backoff` (0.5 s doubling to 30 s), the retry delay of failed setup passes.
 //! - [`policy_lint`]: `lint_yaml(file, text, &LintOptions::default())` / `lint_path(path, ..)`:
 //!   warns about Cilium policies allowing DNS to kube-dns but not to node-local-dns.
 pub mod app;
+pub mod backoff;
 pub mod flags;
 pub mod goparse;
 pub mod iptables;

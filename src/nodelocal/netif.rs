@@ -2,11 +2,18 @@
 //! rtnetlink: created as a `dummy` link when missing, addresses added as /32 or /128 (errors
 //! such as EEXIST ignored on an existing link), never set UP, deleted on teardown.
 //!
+//! Unlike node-cache, a kernel without the `dummy` link type (creation fails with
+//! EOPNOTSUPP) gets a portless `bridge` of the same name instead, which holds local
+//! addresses just as well; one line is logged when that happens. An existing link of any
+//! type is adopted as it is.
+//!
 //! The API is blocking. Each call runs its netlink work on a private current-thread runtime,
 //! on a helper thread when the caller is already inside a tokio runtime; helper threads
 //! inherit the caller's network namespace.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use futures::TryStreamExt;
 
@@ -28,10 +35,45 @@ fn nl_err(e: impl std::fmt::Display) -> NetifError {
     NetifError(e.to_string())
 }
 
+/// The link type a new interface is created as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    /// node-cache's `dummy` link.
+    Dummy,
+    /// A `bridge` with no ports: the fallback on kernels without `dummy`.
+    Bridge,
+}
+
+impl LinkKind {
+    /// The rtnetlink kind name (`dummy`, `bridge`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Dummy => "dummy",
+            LinkKind::Bridge => "bridge",
+        }
+    }
+}
+
 /// Manages one dummy interface carrying `addrs`.
 #[derive(Clone, Debug)]
 pub struct NetifManager {
     addrs: Vec<(IpAddr, u8)>,
+    /// Set once the kernel refused a `dummy` link; later creations go straight to a bridge.
+    no_dummy: Arc<AtomicBool>,
+}
+
+/// Whether a failed link creation means the kernel lacks that link type.
+fn is_unsupported_kind(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code().abs() == libc::EOPNOTSUPP)
+}
+
+/// Creates `name` as `kind` (left DOWN).
+async fn add_link(handle: &rtnetlink::Handle, name: &str, kind: LinkKind) -> Result<(), rtnetlink::Error> {
+    let msg = match kind {
+        LinkKind::Dummy => rtnetlink::LinkDummy::new(name).build(),
+        LinkKind::Bridge => rtnetlink::LinkBridge::new(name).build(),
+    };
+    handle.link().add(msg).execute().await
 }
 
 /// Runs `fut` to completion on a fresh current-thread runtime, off any ambient runtime.
@@ -73,7 +115,17 @@ impl NetifManager {
                 None => (*ip, 128),
             })
             .collect();
-        NetifManager { addrs }
+        NetifManager { addrs, no_dummy: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// The kind the next missing interface will be created as: `Dummy` until the kernel
+    /// refused one, then `Bridge`.
+    pub fn create_kind(&self) -> LinkKind {
+        if self.no_dummy.load(Ordering::Relaxed) {
+            LinkKind::Bridge
+        } else {
+            LinkKind::Dummy
+        }
     }
 
     /// The addresses with their prefix lengths.
@@ -107,16 +159,29 @@ impl NetifManager {
     }
 
     /// node-cache's `AddDummyDevice`: fails if `name` exists; otherwise creates a `dummy`
-    /// link (left DOWN) and adds the addresses, stopping at the first error.
+    /// link (left DOWN) and adds the addresses, stopping at the first error. When the kernel
+    /// has no `dummy` type, creates a portless `bridge` instead (logged once per manager).
     pub fn add_dummy_device(&self, name: &str) -> Result<(), NetifError> {
         let addrs = self.addrs.clone();
         let name = name.to_string();
+        let no_dummy = Arc::clone(&self.no_dummy);
         block_on(async move {
             let handle = connect().await?;
             if let Ok(Some(_)) = link_index(&handle, &name).await {
                 return Err(NetifError(format!("Link {name} exists")));
             }
-            handle.link().add(rtnetlink::LinkDummy::new(&name).build()).execute().await.map_err(nl_err)?;
+            let first = if no_dummy.load(Ordering::Relaxed) { LinkKind::Bridge } else { LinkKind::Dummy };
+            match add_link(&handle, &name, first).await {
+                Ok(()) => {}
+                Err(e) if first == LinkKind::Dummy && is_unsupported_kind(&e) => {
+                    no_dummy.store(true, Ordering::Relaxed);
+                    tracing::warn!(
+                        "Kernel has no dummy link type ({e}); creating interface {name} as a bridge with no ports instead"
+                    );
+                    add_link(&handle, &name, LinkKind::Bridge).await.map_err(nl_err)?;
+                }
+                Err(e) => return Err(nl_err(e)),
+            }
             let index =
                 link_index(&handle, &name).await?.ok_or_else(|| NetifError(format!("Link not found: {name}")))?;
             for (ip, prefix) in addrs {
@@ -126,7 +191,7 @@ impl NetifManager {
         })
     }
 
-    /// node-cache's `RemoveDummyDevice`: deletes the link `name`.
+    /// node-cache's `RemoveDummyDevice`: deletes the link `name`, whatever its type.
     pub fn remove_dummy_device(&self, name: &str) -> Result<(), NetifError> {
         let name = name.to_string();
         block_on(async move {

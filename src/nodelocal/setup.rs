@@ -1,18 +1,25 @@
 //! node-cache's networking lifecycle: ensure the iptables rules and the dummy interface
 //! (once when the pidfile appears, then every `-syncinterval`), and tear them down on exit.
-//! Errors are logged and counted in `coredns_nodecache_setup_errors_total`.
+//! Errors are logged and counted in `coredns_nodecache_setup_errors_total`, and never stop
+//! the process: unlike node-cache, a failed pass is retried with backoff (0.5 s doubling to
+//! 30 s, see [`super::backoff`]) on the periodic thread until it succeeds, besides the
+//! regular `-syncinterval` passes.
 //!
 //! All methods block (they exec iptables); call them from a plain thread or
 //! `spawn_blocking`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::backoff::Backoff;
 use super::flags::NodeCacheFlags;
 use super::iptables::{node_cache_rules, Iptables, IptablesError, Rule};
 use super::metrics::{self, SetupErrorKind};
 use super::netif::NetifManager;
+
+/// How often [`NetworkSetup::init_networking`] retries a failed interface pass.
+pub const STARTUP_RETRIES: usize = 3;
 
 /// Safety cap for the teardown delete/check loop of one rule (node-cache has none).
 const TEARDOWN_MAX_ROUNDS: usize = 1000;
@@ -44,6 +51,8 @@ pub struct NetworkSetup {
     stop: Arc<(Mutex<StopState>, Condvar)>,
     /// Held by each periodic pass and by teardown, so a pass never runs after teardown.
     busy: Mutex<()>,
+    /// `Some(with_iptables)` while a failed pass awaits its retry (`true`: a full pass).
+    retry: Mutex<Option<bool>>,
 }
 
 fn count_iptables(e: &IptablesError) {
@@ -87,6 +96,7 @@ impl NetworkSetup {
             netif,
             stop: Arc::new((Mutex::new(StopState::default()), Condvar::new())),
             busy: Mutex::new(()),
+            retry: Mutex::new(None),
         }
     }
 
@@ -95,10 +105,29 @@ impl NetworkSetup {
         &self.rules
     }
 
+    /// `Init`'s interface-only pass. The listeners bind the local IPs right after, so a
+    /// failure is retried here a few times ([`STARTUP_RETRIES`], backoff delays: 3.5 s in
+    /// all) before giving up to [`NetworkSetup::run_periodic`]'s retries; DNS is not served
+    /// yet, so nothing waits on this but startup.
+    pub fn init_networking(&self) -> bool {
+        let mut backoff = Backoff::default();
+        for _ in 0..STARTUP_RETRIES {
+            if self.setup_networking(false) {
+                return true;
+            }
+            let delay = backoff.next_delay();
+            tracing::warn!("Interface setup failed; retrying in {delay:?}");
+            std::thread::sleep(delay);
+        }
+        self.setup_networking(false)
+    }
+
     /// One setup pass: the rules first (when `with_iptables` and enabled), then the
     /// interface. node-cache's `Init` passes `false` (interface only); the periodic loop
-    /// passes `true`.
-    pub fn setup_networking(&self, with_iptables: bool) {
+    /// passes `true`. Returns true when every step succeeded; a failure is remembered so
+    /// [`NetworkSetup::run_periodic`] retries it with backoff.
+    pub fn setup_networking(&self, with_iptables: bool) -> bool {
+        let mut ok = true;
         if with_iptables && self.params.setup_iptables {
             if let Some(ipt) = &self.iptables {
                 for rule in &self.rules {
@@ -108,6 +137,7 @@ impl NetworkSetup {
                         Err(e) => {
                             tracing::error!("Error checking/adding iptables rule {rule}, error - {e}");
                             count_iptables(&e);
+                            ok = false;
                         }
                     }
                 }
@@ -127,16 +157,32 @@ impl NetworkSetup {
                 if let Err(e) = &res {
                     tracing::error!("Error checking dummy device {name} - {e}");
                     metrics::inc(SetupErrorKind::InterfaceCheck);
+                    ok = false;
                 }
             }
         }
+        self.note_outcome(with_iptables, ok);
+        ok
     }
 
-    /// A full pass from the periodic loop; skipped once stopped (teardown may have run).
-    fn periodic_pass(&self) {
+    /// Records a pass's outcome: a failure leaves a retry pending (full if any failed pass
+    /// was full); a success clears a pending retry that this pass covers.
+    fn note_outcome(&self, with_iptables: bool, ok: bool) {
+        if let Ok(mut retry) = self.retry.lock() {
+            *retry = next_retry(*retry, with_iptables, ok);
+        }
+    }
+
+    /// The pass a retry must repeat (`Some(with_iptables)`), if the last one failed.
+    pub fn pending_retry(&self) -> Option<bool> {
+        self.retry.lock().map(|r| *r).unwrap_or(None)
+    }
+
+    /// A pass from the periodic loop; skipped once stopped (teardown may have run).
+    fn periodic_pass(&self, with_iptables: bool) {
         let _busy = self.busy.lock();
         if !self.stopped() {
-            self.setup_networking(true);
+            self.setup_networking(with_iptables);
         }
     }
 
@@ -165,34 +211,58 @@ impl NetworkSetup {
 
     /// node-cache's `runPeriodic`, blocking: with a pidfile, poll each second (logging
     /// `waiting for coredns pidfile '<p>'`) until it exists as a file, then run a full setup;
-    /// then a full setup every `interval` until [`NetworkSetup::stop`].
+    /// then a full setup every `interval` until [`NetworkSetup::stop`]. In between, a failed
+    /// pass (including `Init`'s) is retried after a [`Backoff`] delay until one succeeds.
     pub fn run_periodic(&self, interval: Duration) {
-        if !self.params.pidfile.is_empty() {
-            let pidfile = PathBuf::from(&self.params.pidfile);
-            loop {
-                if is_file(&pidfile) {
-                    break;
-                }
-                tracing::info!("waiting for coredns pidfile '{}'", self.params.pidfile);
-                if self.wait_until(Instant::now() + Duration::from_secs(1)) {
-                    return;
-                }
-            }
-            self.periodic_pass();
-        }
-        let mut next = Instant::now() + interval;
+        let mut backoff = Backoff::default();
+        let mut retry_at = self.pending_retry().map(|_| Instant::now() + backoff.next_delay());
+        let mut waiting_pidfile = !self.params.pidfile.is_empty();
+        let mut next_poll = Instant::now();
+        let mut next_tick = Instant::now() + interval;
         loop {
-            if self.wait_until(next) {
-                tracing::warn!("Exiting iptables/interface check goroutine");
+            let mut due = if waiting_pidfile { next_poll } else { next_tick };
+            if let Some(r) = retry_at {
+                due = due.min(r);
+            }
+            if self.wait_until(due) {
+                if !waiting_pidfile {
+                    tracing::warn!("Exiting iptables/interface check goroutine");
+                }
                 return;
             }
-            self.periodic_pass();
-            // A ticker drops ticks that were missed while a setup ran long.
             let now = Instant::now();
-            next += interval;
-            while next <= now {
-                next += interval;
+            if waiting_pidfile && now >= next_poll {
+                if !is_file(Path::new(&self.params.pidfile)) {
+                    tracing::info!("waiting for coredns pidfile '{}'", self.params.pidfile);
+                    next_poll = now + Duration::from_secs(1);
+                    continue;
+                }
+                waiting_pidfile = false;
+                self.periodic_pass(true);
+                next_tick = Instant::now() + interval;
+            } else if !waiting_pidfile && now >= next_tick {
+                self.periodic_pass(true);
+                // A ticker drops ticks that were missed while a setup ran long.
+                let now = Instant::now();
+                next_tick += interval;
+                while next_tick <= now {
+                    next_tick += interval;
+                }
+            } else if retry_at.is_some_and(|r| now >= r) {
+                if let Some(full) = self.pending_retry() {
+                    self.periodic_pass(full);
+                }
+            } else {
+                continue;
             }
+            retry_at = if self.pending_retry().is_some() {
+                let delay = backoff.next_delay();
+                tracing::warn!("Network setup failed; retrying in {delay:?}");
+                Some(Instant::now() + delay)
+            } else {
+                backoff.reset();
+                None
+            };
         }
     }
 
@@ -260,6 +330,34 @@ impl NetworkSetup {
     }
 }
 
+/// The pending retry after a pass: `prev` is the one pending before (`Some(full)`), the pass
+/// was full when `with_iptables`, and succeeded when `ok`.
+fn next_retry(prev: Option<bool>, with_iptables: bool, ok: bool) -> Option<bool> {
+    match (prev, ok) {
+        (prev, false) => Some(prev.unwrap_or(false) || with_iptables),
+        // An interface-only success does not cover a failed full pass.
+        (Some(true), true) if !with_iptables => Some(true),
+        (_, true) => None,
+    }
+}
+
 fn is_file(p: &Path) -> bool {
     std::fs::metadata(p).map(|m| !m.is_dir()).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_bookkeeping() {
+        assert_eq!(next_retry(None, false, true), None);
+        assert_eq!(next_retry(None, false, false), Some(false));
+        assert_eq!(next_retry(None, true, false), Some(true));
+        assert_eq!(next_retry(Some(false), true, false), Some(true));
+        assert_eq!(next_retry(Some(true), false, false), Some(true));
+        assert_eq!(next_retry(Some(true), false, true), Some(true));
+        assert_eq!(next_retry(Some(true), true, true), None);
+        assert_eq!(next_retry(Some(false), false, true), None);
+    }
 }
