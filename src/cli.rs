@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::engine::{Engine, Source};
 use crate::lifecycle::{ExitPlan, Signals};
+use crate::statedir::{handover, Registration, StateDir};
 
 /// How long a graceful stop waits for the queries already read (a forward attempt's longest
 /// wait plus a retry).
@@ -62,6 +63,43 @@ pub struct ServeOptions {
     pub exit_hooks: Vec<Box<dyn FnOnce() + Send>>,
     /// Called once the servers are up (node-cache's setup loop starts here).
     pub on_started: Option<OnStarted>,
+    /// This instance's place in the `-statedir` shared with other instances on the node (cache
+    /// handover and snapshot; the exit hooks run only in the last instance to leave). See
+    /// [`register`].
+    pub registration: Option<Registration>,
+}
+
+/// Joins the state directory `-statedir` names (`None` for an empty flag). Must run before
+/// the node setup, so that an instance leaving meanwhile sees this one. An unusable directory
+/// is logged and the instance runs without it.
+pub fn register(statedir: &str) -> Option<Registration> {
+    if statedir.is_empty() {
+        return None;
+    }
+    match StateDir::open(statedir).and_then(|d| d.register()) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!("state directory {statedir}: {e}; running without it");
+            None
+        }
+    }
+}
+
+/// The exit hooks (node-cache's teardown) as one hook: without a state directory they run as
+/// before; with one they run only when no other instance is left serving on the node.
+fn last_out_hooks(
+    registration: Arc<parking_lot::Mutex<Option<Registration>>>,
+    hooks: Vec<Box<dyn FnOnce() + Send>>,
+) -> Box<dyn FnOnce() + Send> {
+    Box::new(move || {
+        let run = move || hooks.into_iter().for_each(|h| h());
+        let Some(reg) = registration.lock().take() else { return run() };
+        match reg.leave(run) {
+            Ok(true) => {}
+            Ok(false) => tracing::info!("another instance serves on this node: leaving the node setup in place"),
+            Err(e) => tracing::error!("state directory: cannot leave cleanly: {e}"),
+        }
+    })
 }
 
 /// Runs the engine until a signal ends it; returns the process exit status.
@@ -83,6 +121,10 @@ pub fn serve(opts: ServeOptions) -> i32 {
             }
         };
         let engine = Arc::new(Engine::new(opts.port, workers));
+        let registration = opts.registration;
+        if let Some((bytes, from)) = registration.as_ref().and_then(handover::fetch) {
+            engine.preload_snapshot(bytes, from);
+        }
         if let Err(e) = engine.start(&opts.source) {
             eprintln!("{e}");
             return 1;
@@ -100,6 +142,11 @@ pub fn serve(opts: ServeOptions) -> i32 {
                 return 1;
             }
         }
+        if let Some(reg) = &registration {
+            if let Err(e) = handover::serve(reg, engine.clone()) {
+                tracing::warn!("cache handover socket not started: {e}");
+            }
+        }
         let (reload_tx, reload_rx) = mpsc::unbounded_channel();
         tokio::spawn(crate::reload::run(engine.clone(), opts.source.clone(), reload_rx));
         if let Some(f) = opts.on_started {
@@ -111,7 +158,8 @@ pub fn serve(opts: ServeOptions) -> i32 {
                 let _ = std::fs::remove_file(p);
             }));
         }
-        exit.hooks.extend(opts.exit_hooks);
+        let registration = Arc::new(parking_lot::Mutex::new(registration));
+        exit.hooks.push(last_out_hooks(registration.clone(), opts.exit_hooks));
         let draining = engine.clone();
         exit.drain = Some(Box::new(move || {
             let left = draining.quiesce(DRAIN_LIMIT);
@@ -120,6 +168,9 @@ pub fn serve(opts: ServeOptions) -> i32 {
                     "{left} queries still unanswered after {}",
                     crate::gocompat::duration::format_std(DRAIN_LIMIT)
                 );
+            }
+            if let Some(reg) = registration.lock().as_ref() {
+                handover::save_if_last(reg, &draining);
             }
         }));
         let status = signals.run(reload_tx, exit).await;

@@ -17,6 +17,9 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use nodecache_conformance::ports::PortPicker;
 
+/// A query the slow upstream holds: when to answer, the query, who asked.
+type Due = (Instant, Vec<u8>, SocketAddr);
+
 /// A UDP upstream that answers every query NOERROR (no records), `delay` after it arrived,
 /// without holding up the queries behind it. Counts what it received.
 struct SlowUpstream {
@@ -32,7 +35,7 @@ impl SlowUpstream {
         let addr = sock.local_addr().expect("addr");
         let seen = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let queue: Arc<Mutex<Vec<(Instant, Vec<u8>, SocketAddr)>>> = Arc::default();
+        let queue: Arc<Mutex<Vec<Due>>> = Arc::default();
         {
             let (sock, queue, stop) = (sock.try_clone().expect("clone"), queue.clone(), stop.clone());
             thread::spawn(move || {

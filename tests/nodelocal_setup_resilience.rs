@@ -15,6 +15,9 @@
 //! - A persistent interface failure at startup is retried a few times with backoff, counted
 //!   each time, and left pending for the periodic loop (library API, in the namespace).
 //!
+//! - Two instances with one `-statedir` (a surge rolling update): the first one's exit leaves
+//!   the interface, the rules and DNS to the second; the last one out tears down.
+//!
 //! Skipped (with the reason printed) when not root, when `ip`/`iptables`/`dig` are missing,
 //! or when a namespace cannot be created. The host is never touched.
 
@@ -246,8 +249,12 @@ fn start(ns: &Netns, files: &Files) -> NodeCache {
 }
 
 fn start_with_path(ns: &Netns, files: &Files, path: &str) -> NodeCache {
+    start_with_args(ns, files, path, &[])
+}
+
+fn start_with_args(ns: &Netns, files: &Files, path: &str, extra: &[&str]) -> NodeCache {
     let (conf, base, pid) = (files.s("Corefile"), files.s("Corefile.base"), files.s("pid"));
-    let args = [
+    let mut args = vec![
         env!("CARGO_BIN_EXE_node-cache"),
         "-localip",
         LOCAL_IP,
@@ -262,6 +269,7 @@ fn start_with_path(ns: &Netns, files: &Files, path: &str) -> NodeCache {
         "-metrics-listen-address",
         METRICS,
     ];
+    args.extend_from_slice(extra);
     let log = std::fs::File::create(files.p("node-cache.log")).expect("log file");
     let child = ns
         .command(&args)
@@ -442,4 +450,36 @@ fn missing_iptables_is_retried_until_it_appears() {
     let st = nc.terminate();
     assert!(st.success(), "exit status {st}; log:\n{}", files.log());
     assert_eq!(ns.node_rules(), 0, "teardown removed the rules");
+}
+
+#[test]
+fn the_first_of_two_instances_leaves_the_setup_to_the_second() {
+    let Some(ns) = Netns::create() else { return };
+    let state = tempfile::tempdir().expect("statedir");
+    let statedir = state.path().display().to_string();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let (first_files, second_files) = (Files::new(), Files::new());
+    let mut first = start_with_args(&ns, &first_files, &path, &["-statedir", &statedir]);
+    assert_serving(&ns, &first_files);
+    wait_for("the 12 rules", Duration::from_secs(30), &first_files, || ns.node_rules() == 12);
+    let mut second = start_with_args(&ns, &second_files, &path, &["-statedir", &statedir]);
+    wait_for("the second instance's pidfile", Duration::from_secs(30), &second_files, || {
+        second_files.p("pid").exists()
+    });
+    second.assert_running(&second_files);
+
+    assert!(first.terminate().success(), "log:\n{}", first_files.log());
+    assert!(
+        first_files.log().contains("another instance serves on this node"),
+        "the first instance says why it left the setup:\n{}",
+        first_files.log()
+    );
+    assert!(ns.addrs().is_some_and(|a| a.contains(&format!("inet {LOCAL_IP}/32"))), "the interface stays");
+    assert_eq!(ns.node_rules(), 12, "the rules stay");
+    assert_eq!(ns.dig("www.example.org."), "192.0.2.7", "the second instance answers");
+    second.assert_running(&second_files);
+
+    assert!(second.terminate().success(), "log:\n{}", second_files.log());
+    assert!(ns.link_details().is_none(), "the last one out removed the interface");
+    assert_eq!(ns.node_rules(), 0, "the last one out removed the rules");
 }

@@ -51,7 +51,8 @@ pub fn compare(ours: &DnsOutcome, reference: &DnsOutcome, ttl_tolerance: u32) ->
 /// The reply OPT's fields that a client sees: UDP size, version, DO, the high rcode bits and
 /// every option (code and data) in order.
 fn render_opt(e: &hickory_proto::op::Edns) -> String {
-    let options: Vec<String> = e.options().as_ref().iter().map(|(code, opt)| format!("{}={opt:?}", u16::from(*code))).collect();
+    let options: Vec<String> =
+        e.options().as_ref().iter().map(|(code, opt)| format!("{}={opt:?}", u16::from(*code))).collect();
     format!(
         "size {} version {} do {} rcode_high {} options [{}]",
         e.max_payload(),

@@ -63,6 +63,8 @@ fn main() {
     let conf = flags.conf.clone();
     let pidfile = (!flags.pidfile.is_empty()).then(|| PathBuf::from(&flags.pidfile));
     let quiet = flags.quiet;
+    // Joined before the node setup: an instance leaving meanwhile must see this one.
+    let registration = cli::register(&flags.statedir);
     let app = Arc::new(CacheApp::new(flags));
     app.init(metrics_started);
     if let Err(e) = app.spawn_periodic(interval) {
@@ -79,6 +81,6 @@ fn main() {
     }
     let source =
         if conf.is_empty() { Source::File(PathBuf::from("Corefile")) } else { Source::File(PathBuf::from(conf)) };
-    let status = cli::serve(ServeOptions { source, port, pidfile, quiet, exit_hooks, on_started: None });
+    let status = cli::serve(ServeOptions { source, port, pidfile, quiet, exit_hooks, on_started: None, registration });
     std::process::exit(status);
 }

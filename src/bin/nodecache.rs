@@ -17,6 +17,7 @@ const DEFS: &[Def] = &[
     Def { name: "validate", kind: Kind::Bool, alias_of: None },
     Def { name: "explain", kind: Kind::Bool, alias_of: None },
     Def { name: "lint-policy", kind: Kind::Bool, alias_of: None },
+    Def { name: "statedir", kind: Kind::Value, alias_of: None },
 ];
 
 fn usage(argv0: &str) -> String {
@@ -25,6 +26,7 @@ fn usage(argv0: &str) -> String {
          -dns.port string\n    \tDefault port (default \"53\")\n  -explain\n    \tPrint the plan (listeners, zones, chains) and exit\n  \
          -p string\n    \tDefault port (default \"53\")\n  -pidfile string\n    \tPath to write pid file\n  \
          -plugins\n    \tList installed plugins\n  -quiet\n    \tQuiet mode (no initialization output)\n  \
+         -statedir string\n    \tDirectory shared with other instances on the node: cache handover and snapshot\n  \
          -validate\n    \tCheck the Corefile and exit 0 (valid) or 1\n  -version\n    \tShow version\n"
     )
 }
@@ -102,6 +104,7 @@ fn main() {
         quiet: on("quiet"),
         exit_hooks: Vec::new(),
         on_started: None,
+        registration: cli::register(flag("statedir").unwrap_or("")),
     });
     std::process::exit(status);
 }

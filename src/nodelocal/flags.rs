@@ -110,6 +110,12 @@ const FLAGS: &[FlagDef] = &[
         usage: "indicates whether iptables rules should be torn down on exit",
     },
     FlagDef {
+        name: "statedir",
+        kind: Kind::Str,
+        default: "",
+        usage: "Directory shared by the instances on this node (a hostPath): the last one to exit tears the node setup down, a starting one takes the running one's cache",
+    },
+    FlagDef {
         name: "reloadwithsignal",
         kind: Kind::Bool,
         default: "false",
@@ -161,6 +167,8 @@ pub struct NodeCacheFlags {
     pub skip_teardown: bool,
     /// `-reloadwithsignal`.
     pub reload_with_signal: bool,
+    /// `-statedir` (empty: node-cache's behaviour, no coordination).
+    pub statedir: String,
     /// CoreDNS `-conf`.
     pub conf: String,
     /// CoreDNS `-pidfile`.
@@ -431,6 +439,7 @@ pub fn parse(argv0: &str, args: &[String]) -> Result<FlagsOutcome, FlagError> {
         health_port,
         skip_teardown: raw.get_bool("skipteardown"),
         reload_with_signal: raw.get_bool("reloadwithsignal"),
+        statedir: raw.get("statedir").to_string(),
         conf,
         pidfile: raw.get("pidfile").to_string(),
         dns_port,
