@@ -190,7 +190,7 @@ printf 'server\tmode\trate\trun\tsent\tlost\tservfail\tother_rcode\tsend_errors\
 measure() {
     local label="$1" tmpl="$2" mode="$3" rate="$4" run="$5"
     local tag="$label-$mode-$rate-$run" old new t0 t_new t_ready t_term t_exit out prime
-    if [ -n "$STATEDIR" ] && [ "$label" = nodecache ] && [ "$STATEDIR_OK" = 1 ]; then
+    if [ -n "$STATEDIR" ] && [ "$STATEDIR_OK" = 1 ] && { [ "$label" = nodecache ] || [ "$label" = node-cache-classic ]; }; then
         mkdir -p "$STATEDIR/$tag"
         tmpl="$tmpl -statedir $STATEDIR/$tag"
     fi
@@ -271,14 +271,11 @@ classic_setup() {
     NETNS="ncrestart-$$"
     ip netns add "$NETNS" || { echo "--classic: skipped, cannot create a network namespace" >&2; NETNS=""; return 1; }
     ip netns exec "$NETNS" ip link set lo up
-    # This VM's kernel may lack dummy links; node-cache reuses an existing interface as-is.
-    if ip netns exec "$NETNS" ip link add ncprobe type dummy 2>/dev/null; then
-        ip netns exec "$NETNS" ip link del ncprobe
+    # This VM's kernel may lack dummy links: node-cache then makes the interface a bridge itself.
+    if ! ip netns exec "$NETNS" ip link add ncprobe type dummy 2>/dev/null; then
+        log "--classic: no dummy links here; node-cache falls back to a bridge"
     else
-        # An old instance deletes the interface on exit, and the next cannot create a dummy
-        # one, so it is re-created before each start (adds ~10 ms to a stop-start restart).
-        log "--classic: no dummy links here; nodelocaldns is pre-created as a bridge before each start"
-        PRESTART='ip netns exec "$NETNS" ip link show nodelocaldns >/dev/null 2>&1 || ip netns exec "$NETNS" ip link add nodelocaldns type bridge'
+        ip netns exec "$NETNS" ip link del ncprobe
     fi
     mkdir -p "$d/kube-dns"
     sed -e 's/__PILLAR__DNS__DOMAIN__/cluster.local/g' -e 's/__PILLAR__LOCAL__DNS__/169.254.20.10/g' \

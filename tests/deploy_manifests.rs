@@ -75,7 +75,11 @@ fn mount_path<'a>(c: &'a Yaml, name: &str) -> &'a str {
 fn check_common(docs: &[Yaml], base_file: &str) -> (Yaml, Yaml) {
     let ds = find(docs, "DaemonSet", "node-local-dns");
     assert_eq!(s(&ds["metadata"]["namespace"]), "kube-system");
-    assert_eq!(s(&ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"]), "10%");
+    // Surge rolling updates: a new pod serves next to the old one before it stops.
+    let strategy = &ds["spec"]["updateStrategy"];
+    assert_eq!(s(&strategy["type"]), "RollingUpdate");
+    assert_eq!(strategy["rollingUpdate"]["maxSurge"].as_i64(), Some(1));
+    assert_eq!(strategy["rollingUpdate"]["maxUnavailable"].as_i64(), Some(0));
     let tpl = &ds["spec"]["template"];
     assert_eq!(s(&tpl["metadata"]["labels"]["k8s-app"]), "node-local-dns");
     assert_eq!(s(&tpl["metadata"]["annotations"]["prometheus.io/port"]), "9253");
@@ -105,10 +109,20 @@ fn check_common(docs: &[Yaml], base_file: &str) -> (Yaml, Yaml) {
     assert_eq!(s(&c["resources"]["requests"]["cpu"]), "25m");
     assert_eq!(s(&c["resources"]["requests"]["memory"]), "5Mi");
     assert!(c["resources"]["limits"].is_badvalue(), "no limits, like the reference");
-    let p = ports(c);
-    for want in [("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"), ("metrics", 9253, "TCP")] {
-        assert!(p.contains(&(want.0.to_string(), want.1, want.2.to_string())), "{want:?} in {p:?}");
+    if pod["hostNetwork"].as_bool() == Some(true) {
+        assert!(c["ports"].is_badvalue(), "no hostPorts: they would keep the surge pod off the node");
+    } else {
+        let p = ports(c);
+        for want in [("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"), ("metrics", 9253, "TCP")] {
+            assert!(p.contains(&(want.0.to_string(), want.1, want.2.to_string())), "{want:?} in {p:?}");
+        }
     }
+    // The state directory on the host, shared by the old and the new pod of a node.
+    let state = volume(pod, "node-cache-state");
+    assert_eq!((s(&state["hostPath"]["path"]), s(&state["hostPath"]["type"])), ("/run/nodecache", "DirectoryOrCreate"));
+    assert_eq!(mount_path(c, "node-cache-state"), "/run/nodecache");
+    let args = strs(&c["args"]);
+    assert!(args.windows(2).any(|w| w == ["-statedir", "/run/nodecache"]), "{args:?}");
     let live = &c["livenessProbe"];
     assert_eq!(s(&live["httpGet"]["path"]), "/health");
     assert_eq!(live["httpGet"]["port"].as_i64(), Some(8080));
@@ -192,7 +206,7 @@ fn classic_manifest_matches_reference_and_flags() {
         args,
         ["-localip", "__PILLAR__LOCAL__DNS__,__PILLAR__DNS__SERVER__", "-conf", "/etc/Corefile"]
             .iter()
-            .chain(&["-upstreamsvc", "kube-dns-upstream", "-pidfile", "/tmp/node-cache.pid"])
+            .chain(&["-upstreamsvc", "kube-dns-upstream", "-pidfile", "/tmp/node-cache.pid", "-statedir", "/run/nodecache"])
             .map(|a| a.to_string())
             .collect::<Vec<_>>()
     );
@@ -206,6 +220,7 @@ fn classic_manifest_matches_reference_and_flags() {
     assert_eq!(f.base_corefile, "/etc/coredns/Corefile.base", "default -basecorefile matches the mount");
     assert_eq!(f.kubedns_cm, "", "falls back to /etc/kube-dns, where the ConfigMap is mounted");
     assert_eq!(f.health_port, "8080", "NOTRACK rules cover the probe port");
+    assert_eq!(f.statedir, "/run/nodecache");
 
     assert_eq!(s(&c["livenessProbe"]["httpGet"]["host"]), "__PILLAR__LOCAL__DNS__");
     let caps = strs(&c["securityContext"]["capabilities"]["add"]);
