@@ -20,6 +20,8 @@ struct Running {
     udp_ctl: Arc<AtomicU8>,
     /// UDP threads of this listener still running.
     udp_live: Arc<AtomicUsize>,
+    /// Its UDP sockets (shared with their threads).
+    udp_socks: Vec<Arc<std::net::UdpSocket>>,
     bound: SocketAddr,
 }
 
@@ -74,11 +76,12 @@ impl Listeners {
             let udp_ctl = Arc::new(AtomicU8::new(udp_batch::RUN));
             let udp_live = Arc::new(AtomicUsize::new(0));
             let rt = tokio::runtime::Handle::current();
-            for (i, s) in udps.into_iter().enumerate() {
+            let udp_socks: Vec<Arc<std::net::UdpSocket>> = udps.into_iter().map(Arc::new).collect();
+            for (i, s) in udp_socks.iter().cloned().enumerate() {
                 let (state, udp_ctl, live, rt) = (state.clone(), udp_ctl.clone(), udp_live.clone(), rt.clone());
                 live.fetch_add(1, Ordering::AcqRel);
                 let spawned = std::thread::Builder::new().name(format!("udp-{}-{i}", bound.port())).spawn(move || {
-                    udp_batch::serve(Arc::new(s), state, udp_ctl, rt);
+                    udp_batch::serve(s, state, udp_ctl, rt);
                     live.fetch_sub(1, Ordering::AcqRel);
                 });
                 if let Err(e) = spawned {
@@ -87,7 +90,7 @@ impl Listeners {
                 }
             }
             tokio::spawn(tcp::serve(tcp, state.clone(), rx));
-            running.insert(key, Running { state, stop, udp_ctl, udp_live, bound });
+            running.insert(key, Running { state, stop, udp_ctl, udp_live, udp_socks, bound });
         }
         Ok(())
     }
@@ -114,6 +117,13 @@ impl Listeners {
         let running = self.running.lock();
         for r in running.values() {
             let _ = r.stop.send(true);
+            // Out of the group first, so that a thread that sees LEAVE finds no new datagrams
+            // coming.
+            for sock in &r.udp_socks {
+                if let Err(e) = udp_batch::leave_reuseport_group(sock) {
+                    tracing::warn!("udp {}: cannot leave the SO_REUSEPORT group: {e}", r.bound);
+                }
+            }
             r.udp_ctl.store(udp_batch::LEAVE, Ordering::Relaxed);
         }
         let leaving: Vec<&Running> = running.values().filter(|r| !r.bound.ip().is_unspecified()).collect();

@@ -45,18 +45,12 @@ pub fn serve(
     loop {
         match stop.load(Ordering::Relaxed) {
             RUN => {}
-            // A wildcard socket cannot leave without losing its reply source address: it
-            // serves on until the process ends.
-            LEAVE if !left_group && !local.ip().is_unspecified() => {
-                left_group = true;
-                if let Err(e) = leave_reuseport_group(&sock, local) {
-                    tracing::debug!("udp {local}: cannot leave the SO_REUSEPORT group: {e}");
-                }
-            }
-            LEAVE => {}
+            // A wildcard socket cannot leave (see `leave_reuseport_group`): it serves on until
+            // the process ends.
+            LEAVE => left_group = !local.ip().is_unspecified(),
             _ => break,
         }
-        let n = batch.recv(fd);
+        let n = if left_group { drain_once(&mut batch, fd) } else { batch.recv(fd) };
         if n == 0 {
             if left_group {
                 // Everything queued before the socket left its group has been answered.
@@ -93,11 +87,36 @@ pub fn serve(
     }
 }
 
-/// Takes `sock` out of its SO_REUSEPORT group's choice for new datagrams without closing it:
-/// the kernel gives a group's datagrams only to unconnected members (Linux 5.7+), so
-/// connecting the socket to its own address (a peer that never sends) leaves the datagrams
-/// already queued on it readable while every new one goes to the other members. Only for a
-/// socket bound to one address: connecting a wildcard socket would bind its source address.
-fn leave_reuseport_group(sock: &UdpSocket, local: SocketAddr) -> std::io::Result<()> {
-    sock.connect(local)
+/// After leaving the group: what is still queued, without waiting (a datagram whose socket
+/// lookup ran just before the socket left may land a moment later, so an empty queue is looked
+/// at once more after a millisecond). Zero means the queue is empty.
+fn drain_once(batch: &mut RecvBatch, fd: std::os::fd::RawFd) -> usize {
+    match batch.try_recv(fd) {
+        Ok(n) if n > 0 => n,
+        _ => {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            batch.try_recv(fd).unwrap_or(0)
+        }
+    }
+}
+
+/// Takes `sock` out of its SO_REUSEPORT group's choice for new datagrams without closing it,
+/// and wakes its thread: the kernel gives a group's datagrams only to unconnected members
+/// (Linux 5.7+), so connecting the socket to its own address (a peer that never sends) leaves
+/// the datagrams already queued on it readable while every new one goes to the other members;
+/// shutting its reading side down then ends a blocked `recvmmsg` at once, while what is queued
+/// can still be read. Only for a socket bound to one address: connecting a wildcard socket
+/// would bind its source address. Called by [`super::Listeners::quiesce`] after it set
+/// [`LEAVE`].
+pub fn leave_reuseport_group(sock: &UdpSocket) -> std::io::Result<()> {
+    let local = sock.local_addr()?;
+    if local.ip().is_unspecified() {
+        return Ok(());
+    }
+    sock.connect(local)?;
+    // SAFETY: shutdown on a descriptor `sock` owns has no memory effects.
+    if unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_RD) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
