@@ -483,3 +483,23 @@ fn the_first_of_two_instances_leaves_the_setup_to_the_second() {
     assert!(ns.link_details().is_none(), "the last one out removed the interface");
     assert_eq!(ns.node_rules(), 0, "the last one out removed the rules");
 }
+
+#[test]
+fn an_interface_that_cannot_be_made_does_not_stop_the_process() {
+    let Some(ns) = Netns::create() else { return };
+    let files = Files::new();
+    let path = std::env::var("PATH").unwrap_or_default();
+    // A name longer than IFNAMSIZ: every creation fails. The listeners bind the local IP anyway.
+    let mut nc = start_with_args(&ns, &files, &path, &["-interfacename", "a-name-longer-than-15"]);
+    wait_for("interface errors counted", Duration::from_secs(30), &files, || {
+        setup_errors(&ns.metrics(), "interface_add").unwrap_or(0) >= 2
+    });
+    nc.assert_running(&files);
+    // Once the address exists on the node (here: put on lo by hand), DNS is served on it.
+    assert!(ns.exec(&["ip", "addr", "add", &format!("{LOCAL_IP}/32"), "dev", "lo"]).0, "address added");
+    wait_for("a DNS answer on the local IP", Duration::from_secs(10), &files, || {
+        ns.dig("www.example.org.") == "192.0.2.7"
+    });
+    nc.assert_running(&files);
+    assert!(nc.terminate().success(), "log:\n{}", files.log());
+}

@@ -65,6 +65,11 @@ fn main() {
     let quiet = flags.quiet;
     // Joined before the node setup: an instance leaving meanwhile must see this one.
     let registration = cli::register(&flags.statedir);
+    if flags.setup_interface {
+        // The local IPs may not be on the interface yet (it is being retried): bind anyway, so
+        // that DNS is served the moment the setup loop puts them in place.
+        nodecache::server::sockets::allow_nonlocal_binds();
+    }
     let app = Arc::new(CacheApp::new(flags));
     app.init(metrics_started);
     if let Err(e) = app.spawn_periodic(interval) {

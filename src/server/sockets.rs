@@ -2,14 +2,29 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use socket2::{Domain, Protocol, Socket, Type};
+
+/// Whether DNS listeners may bind an address no interface holds yet (`IP_FREEBIND`).
+static FREEBIND: AtomicBool = AtomicBool::new(false);
+
+/// Lets DNS listeners bind addresses that are not (yet) on any interface, so that node-cache
+/// serves as soon as its setup loop has put the local IPs in place, instead of failing to start
+/// when the interface cannot be created at first. Process-wide; off by default (the engine
+/// binds as CoreDNS does).
+pub fn allow_nonlocal_binds() {
+    FREEBIND.store(true, Ordering::Relaxed);
+}
 
 fn make(addr: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket> {
     let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
     let s = Socket::new(domain, ty, Some(proto))?;
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
+    if FREEBIND.load(Ordering::Relaxed) && !addr.ip().is_unspecified() {
+        let _ = if addr.is_ipv6() { s.set_freebind_v6(true) } else { s.set_freebind_v4(true) };
+    }
     if addr.is_ipv6() && addr.ip().is_unspecified() {
         s.set_only_v6(false)?;
     }
