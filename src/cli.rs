@@ -85,21 +85,34 @@ pub fn register(statedir: &str) -> Option<Registration> {
     }
 }
 
-/// The exit hooks (node-cache's teardown) as one hook: without a state directory they run as
-/// before; with one they run only when no other instance is left serving on the node.
-fn last_out_hooks(
-    registration: Arc<parking_lot::Mutex<Option<Registration>>>,
-    hooks: Vec<Box<dyn FnOnce() + Send>>,
-) -> Box<dyn FnOnce() + Send> {
-    Box::new(move || {
-        let run = move || hooks.into_iter().for_each(|h| h());
-        let Some(reg) = registration.lock().take() else { return run() };
+/// How an instance leaves the node: its place in the state directory (if any) and the teardown
+/// hooks, used once (by a graceful stop, else by the exit hooks).
+struct Departure {
+    registration: Option<Registration>,
+    teardown: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+impl Departure {
+    /// Leaves the state directory and runs the teardown if no other instance is left serving
+    /// (always, without a state directory). Returns whether this instance was the last.
+    fn depart(self) -> bool {
+        let run = move || self.teardown.into_iter().for_each(|h| h());
+        let Some(reg) = self.registration else {
+            run();
+            return true;
+        };
         match reg.leave(run) {
-            Ok(true) => {}
-            Ok(false) => tracing::info!("another instance serves on this node: leaving the node setup in place"),
-            Err(e) => tracing::error!("state directory: cannot leave cleanly: {e}"),
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::info!("another instance serves on this node: leaving the node setup in place");
+                false
+            }
+            Err(e) => {
+                tracing::error!("state directory: cannot leave cleanly: {e}");
+                false
+            }
         }
-    })
+    }
 }
 
 /// Runs the engine until a signal ends it; returns the process exit status.
@@ -158,10 +171,20 @@ pub fn serve(opts: ServeOptions) -> i32 {
                 let _ = std::fs::remove_file(p);
             }));
         }
-        let registration = Arc::new(parking_lot::Mutex::new(registration));
-        exit.hooks.push(last_out_hooks(registration.clone(), opts.exit_hooks));
+        let statedir = registration.as_ref().map(|r| (r.dir().clone(), r.id().to_string()));
+        let departure = Arc::new(parking_lot::Mutex::new(Some(Departure { registration, teardown: opts.exit_hooks })));
+        let leaving = departure.clone();
+        exit.hooks.push(Box::new(move || {
+            if let Some(d) = leaving.lock().take() {
+                d.depart();
+            }
+        }));
         let draining = engine.clone();
         exit.drain = Some(Box::new(move || {
+            // The last instance on the node tears the setup down while it still serves (the
+            // teardown takes a while, and the DNS sockets keep answering until the interface
+            // goes); one with a successor leaves the setup and hands its traffic over.
+            let last = departure.lock().take().is_none_or(Departure::depart);
             let left = draining.quiesce(DRAIN_LIMIT);
             if left > 0 {
                 tracing::warn!(
@@ -169,8 +192,8 @@ pub fn serve(opts: ServeOptions) -> i32 {
                     crate::gocompat::duration::format_std(DRAIN_LIMIT)
                 );
             }
-            if let Some(reg) = registration.lock().as_ref() {
-                handover::save_if_last(reg, &draining);
+            if let (true, Some((dir, id))) = (last, &statedir) {
+                handover::save_if_alone(dir, id, &draining);
             }
         }));
         let status = signals.run(reload_tx, exit).await;

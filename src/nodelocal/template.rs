@@ -133,13 +133,38 @@ pub fn render(template: &str, cfg: &KubeDnsConfig, params: &TemplateParams) -> R
     Ok(r.text)
 }
 
-/// Writes the Corefile as Go's `os.WriteFile(path, text, 0666)`: created with mode 0666
-/// (before umask), truncated in place, not atomic.
+/// Writes the Corefile with mode 0666 (before umask), as Go's `os.WriteFile` does, but whole:
+/// into a temporary file beside it, then renamed over it, so that a reader (this process's
+/// reload watcher, or another instance sharing the path during a surge update) never sees it
+/// empty or half-written. Where the rename is impossible (a file bind-mounted on its own),
+/// it is written in place as node-cache does.
 pub fn write_corefile(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o666).open(path)?;
-    f.write_all(text.as_bytes())
+    let in_place = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o666).open(path)?;
+        f.write_all(text.as_bytes())
+    };
+    let Some(name) = path.file_name() else { return in_place() };
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let whole = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o666)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    match whole {
+        Ok(()) => Ok(()),
+        Err(_) => {
+            let _ = std::fs::remove_file(&tmp);
+            in_place()
+        }
+    }
 }
 
 /// node-cache's `updateCorefile`: validate, read `base_corefile`, render, write to `corefile`,

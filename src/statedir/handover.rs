@@ -59,14 +59,13 @@ pub fn fetch(reg: &Registration) -> Option<(Vec<u8>, String)> {
 }
 
 /// Writes `engine`'s cache to the snapshot file (through a temporary file and a rename) when no
-/// other instance is alive to keep it.
-pub fn save_if_last(reg: &Registration, engine: &Engine) {
-    if !reg.others().is_empty() {
+/// live instance is left in `dir` to keep it (`id` names this one's temporary file).
+pub fn save_if_alone(dir: &StateDir, id: &str, engine: &Engine) {
+    if !dir.live_instances(Some(id)).is_empty() {
         return;
     }
-    let dir = reg.dir().path();
-    let path = dir.join(SNAPSHOT_FILE);
-    let tmp = dir.join(format!("{SNAPSHOT_FILE}.{}.tmp", reg.id()));
+    let path = dir.path().join(SNAPSHOT_FILE);
+    let tmp = dir.path().join(format!("{SNAPSHOT_FILE}.{id}.tmp"));
     let bytes = engine.cache_snapshot();
     let written = std::fs::File::create(&tmp)
         .and_then(|mut f| f.write_all(&bytes).and_then(|_| f.sync_all()))
