@@ -206,7 +206,14 @@ fn classic_manifest_matches_reference_and_flags() {
         args,
         ["-localip", "__PILLAR__LOCAL__DNS__,__PILLAR__DNS__SERVER__", "-conf", "/etc/Corefile"]
             .iter()
-            .chain(&["-upstreamsvc", "kube-dns-upstream", "-pidfile", "/tmp/node-cache.pid", "-statedir", "/run/nodecache"])
+            .chain(&[
+                "-upstreamsvc",
+                "kube-dns-upstream",
+                "-pidfile",
+                "/tmp/node-cache.pid",
+                "-statedir",
+                "/run/nodecache"
+            ])
             .map(|a| a.to_string())
             .collect::<Vec<_>>()
     );
