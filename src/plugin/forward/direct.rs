@@ -545,3 +545,48 @@ pub(super) fn judge(reply: &[u8], cut: bool, p: &Pending) -> DirectOutcome {
     wire::set_id(&mut out, p.client_id);
     DirectOutcome::Reply(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local_port(fd: RawFd) -> u16 {
+        // SAFETY: all-zero is a valid sockaddr_in.
+        let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: `addr` and `len` are live for the call.
+        let rc = unsafe { libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_in).cast(), &mut len) };
+        assert_eq!(rc, 0);
+        u16::from_be(addr.sin_port)
+    }
+
+    /// A refused query (ICMP port unreachable) is reported on the unconnected socket, and
+    /// retiring it leaves no port, no datagram and no error behind: the next send binds anew.
+    #[test]
+    fn refused_queries_are_seen_and_leave_nothing_behind() {
+        let closed = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let to = closed.local_addr().expect("addr");
+        drop(closed);
+        let fd = open_socket(to, None).expect("socket");
+        let raw = fd.as_raw_fd();
+        send_fresh_port(raw, &socket2::SockAddr::from(to), b"query").expect("send");
+        let first = local_port(raw);
+        assert_ne!(first, 0);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut batch = RecvBatch::new(READ_BATCH, 64);
+        assert!(release_port(raw));
+        assert_eq!(local_port(raw), 0, "the port was given back");
+        let mut seen = 0;
+        assert_eq!(drain_data(raw, &mut batch, |_, _, _| seen += 1), Some(true), "the refusal was reported");
+        assert_eq!(seen, 0);
+        assert!(drain_errors(raw));
+        let mut buf = [0u8; 64];
+        // SAFETY: `buf` is live; MSG_DONTWAIT never blocks.
+        let left =
+            unsafe { libc::recv(raw, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+        assert!(left < 0, "the error queue was emptied");
+        let echo = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        send_fresh_port(raw, &socket2::SockAddr::from(echo.local_addr().expect("addr")), b"again").expect("send");
+        assert_ne!(local_port(raw), 0);
+    }
+}
