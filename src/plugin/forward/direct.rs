@@ -1,8 +1,11 @@
 //! The UDP path to one upstream for the server's cache-miss fast path.
 //!
-//! Every query leaves from a socket of its own: opened for it, connected to the upstream (so
-//! the kernel drops datagrams from any other address or port), sent once under a random
-//! message ID, and closed when its reply arrives or it gives up. An attacker who learnt the
+//! Every query leaves from a new ephemeral port the kernel picks at random: a socket of the
+//! upstream's pool with no port sends it once under a random message ID with `sendto` (which
+//! binds the port), and when its reply arrives or it gives up the port is given back and the
+//! socket's queue emptied before it carries another query. Datagrams from any address but the
+//! upstream's are dropped by the responder (the socket is not connected: one system call
+//! fewer per query; ICMP errors still arrive through `IP_RECVERR`). An attacker who learnt the
 //! source port of an earlier query learns nothing about the next one; a forgery must guess a
 //! fresh ephemeral port and a 16-bit ID at once. A datagram on the right socket whose ID or
 //! question (name, type, class) differs from the query's is dropped and counted
@@ -127,10 +130,12 @@ const IDLE_FOR: Duration = Duration::from_secs(10);
 pub struct DirectUdp {
     epoll: OwnedFd,
     addr: SocketAddr,
+    /// `addr` as the kernel takes it.
+    to: socket2::SockAddr,
     source: Option<IpAddr>,
     /// Query sockets by epoll token; at most one per waiting slot.
     sockets: Box<[Mutex<SockState>]>,
-    /// Tokens of open sockets without a query (disconnected, nothing queued).
+    /// Tokens of open sockets without a query (no port, nothing queued).
     idle: Mutex<Vec<u32>>,
     /// Tokens whose socket is closed.
     closed: Mutex<Vec<u32>>,
@@ -147,26 +152,63 @@ impl std::fmt::Debug for DirectUdp {
     }
 }
 
-/// A new non-blocking UDP socket for queries to `to` (bound to `source` when set).
+/// A new non-blocking UDP socket for queries to `to` (bound to `source` when set). It is never
+/// connected, so ICMP errors are asked for (`IP_RECVERR`): a refused query still fails at once.
 fn open_socket(to: SocketAddr, source: Option<IpAddr>) -> io::Result<OwnedFd> {
     let domain = if to.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
     let sock = socket2::Socket::new(domain, socket2::Type::DGRAM.nonblocking().cloexec(), None)?;
     if let Some(ip) = source {
         sock.bind(&SocketAddr::new(ip, 0).into())?;
     }
+    let (level, name) =
+        if to.is_ipv4() { (libc::IPPROTO_IP, libc::IP_RECVERR) } else { (libc::IPPROTO_IPV6, libc::IPV6_RECVERR) };
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is a live c_int of the given size.
+    let set = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set < 0 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(sock.into())
 }
 
-/// Connects `fd` to `to`. The socket holds no port before (see [`release_port`]), so the
-/// kernel binds it to a new ephemeral port chosen at random; from then on only datagrams
-/// from `to` reach it.
-fn connect_fresh_port(fd: RawFd, to: SocketAddr) -> io::Result<()> {
-    let addr = socket2::SockAddr::from(to);
-    // SAFETY: `addr` is a valid socket address of the given length.
-    if unsafe { libc::connect(fd, addr.as_ptr().cast(), addr.len()) } < 0 {
+/// Sends `bytes` to `to` from `fd`. The socket holds no port before (see [`release_port`]),
+/// so the kernel binds it to a new ephemeral port chosen at random (as `connect` would, one
+/// system call fewer). The socket is left unconnected: the responder checks each datagram's
+/// sender itself.
+fn send_fresh_port(fd: RawFd, to: &socket2::SockAddr, bytes: &[u8]) -> io::Result<()> {
+    // SAFETY: `bytes` and `to` are live for the call; MSG_DONTWAIT never blocks.
+    let sent = unsafe {
+        libc::sendto(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_DONTWAIT, to.as_ptr().cast(), to.len())
+    };
+    if sent < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Empties the socket's error queue (ICMP errors, `IP_RECVERR`); false if it did not empty.
+fn drain_errors(fd: RawFd) -> bool {
+    let mut buf = [0u8; 64];
+    for _ in 0..DRAIN_READS {
+        // SAFETY: `buf` is a live buffer of the given length; MSG_DONTWAIT never blocks.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return match io::Error::last_os_error().kind() {
+                io::ErrorKind::WouldBlock => true,
+                io::ErrorKind::Interrupted => continue,
+                _ => false,
+            };
+        }
+    }
+    false
 }
 
 /// Gives back the socket's ephemeral port by connecting to `AF_UNSPEC`: from then on nothing
@@ -181,7 +223,17 @@ fn release_port(fd: RawFd) -> bool {
 /// Reads everything queued on `fd` with `batch`, handing each datagram (and whether it was
 /// cut to fit) and its sender to `each`. Returns whether the queue was seen empty; after
 /// [`release_port`] nothing more arrives, so this ends within one receive buffer's worth.
-fn drain(fd: RawFd, batch: &mut RecvBatch, mut each: impl FnMut(&[u8], bool, Option<SocketAddr>)) -> bool {
+fn drain(fd: RawFd, batch: &mut RecvBatch, each: impl FnMut(&[u8], bool, Option<SocketAddr>)) -> bool {
+    match drain_data(fd, batch, each) {
+        Some(false) => true,
+        Some(true) => drain_errors(fd),
+        None => false,
+    }
+}
+
+/// Reads the data queue of `fd` (see [`drain`]): None if it did not empty, else whether an
+/// error was reported on the way.
+fn drain_data(fd: RawFd, batch: &mut RecvBatch, mut each: impl FnMut(&[u8], bool, Option<SocketAddr>)) -> Option<bool> {
     let mut failed = false;
     // More reads than any receive buffer holds datagrams; a socket still not empty is closed.
     for _ in 0..DRAIN_READS {
@@ -192,18 +244,19 @@ fn drain(fd: RawFd, batch: &mut RecvBatch, mut each: impl FnMut(&[u8], bool, Opt
                     each(got, cut, batch.source(i));
                 }
                 if n < batch.capacity() {
-                    return true;
+                    return Some(failed);
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(failed),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // A reported error (an ICMP port unreachable) is consumed by this read; what
-            // was queued besides is read on the next turn.
+            // was queued besides is read on the next turn, the error's copy in the error
+            // queue by the caller.
             Err(_) if !failed => failed = true,
-            Err(_) => return false,
+            Err(_) => return None,
         }
     }
-    false
+    None
 }
 
 /// Ends a query's use of its socket: the port given back and the queue emptied, or the socket
@@ -235,6 +288,7 @@ impl DirectUdp {
         let direct = Arc::new(DirectUdp {
             epoll,
             addr: upstream.addr,
+            to: socket2::SockAddr::from(upstream.addr),
             source,
             sockets: (0..limit.capacity()).map(|_| Mutex::new(SockState::default())).collect(),
             idle: Mutex::new(Vec::new()),
@@ -336,13 +390,8 @@ impl DirectUdp {
         // the reply before it knows what to match it against.
         let mut state = cell.lock();
         let sent_ok = self.ensure_open(token, &mut state).and_then(|fd| {
-            connect_fresh_port(fd, self.addr)?;
             wire::set_id(&mut sent, rand::random::<u16>());
-            // SAFETY: `sent` is a live buffer of the given length; MSG_DONTWAIT never blocks.
-            if unsafe { libc::send(fd, sent.as_ptr().cast(), sent.len(), libc::MSG_DONTWAIT) } < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
+            send_fresh_port(fd, &self.to, &sent)
         });
         if let Err(e) = sent_ok {
             tracing::debug!("direct UDP query to {}: {e}", self.addr);
@@ -495,4 +544,49 @@ pub(super) fn judge(reply: &[u8], cut: bool, p: &Pending) -> DirectOutcome {
     };
     wire::set_id(&mut out, p.client_id);
     DirectOutcome::Reply(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local_port(fd: RawFd) -> u16 {
+        // SAFETY: all-zero is a valid sockaddr_in.
+        let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: `addr` and `len` are live for the call.
+        let rc = unsafe { libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_in).cast(), &mut len) };
+        assert_eq!(rc, 0);
+        u16::from_be(addr.sin_port)
+    }
+
+    /// A refused query (ICMP port unreachable) is reported on the unconnected socket, and
+    /// retiring it leaves no port, no datagram and no error behind: the next send binds anew.
+    #[test]
+    fn refused_queries_are_seen_and_leave_nothing_behind() {
+        let closed = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let to = closed.local_addr().expect("addr");
+        drop(closed);
+        let fd = open_socket(to, None).expect("socket");
+        let raw = fd.as_raw_fd();
+        send_fresh_port(raw, &socket2::SockAddr::from(to), b"query").expect("send");
+        let first = local_port(raw);
+        assert_ne!(first, 0);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut batch = RecvBatch::new(READ_BATCH, 64);
+        assert!(release_port(raw));
+        assert_eq!(local_port(raw), 0, "the port was given back");
+        let mut seen = 0;
+        assert_eq!(drain_data(raw, &mut batch, |_, _, _| seen += 1), Some(true), "the refusal was reported");
+        assert_eq!(seen, 0);
+        assert!(drain_errors(raw));
+        let mut buf = [0u8; 64];
+        // SAFETY: `buf` is live; MSG_DONTWAIT never blocks.
+        let left =
+            unsafe { libc::recv(raw, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+        assert!(left < 0, "the error queue was emptied");
+        let echo = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        send_fresh_port(raw, &socket2::SockAddr::from(echo.local_addr().expect("addr")), b"again").expect("send");
+        assert_ne!(local_port(raw), 0);
+    }
 }
