@@ -120,8 +120,10 @@ impl Listeners {
             // Out of the group first, so that a thread that sees LEAVE finds no new datagrams
             // coming.
             for sock in &r.udp_socks {
+                // Expected after node-cache's teardown removed the address: nothing can reach
+                // the socket any more, and its thread still wakes and drains.
                 if let Err(e) = udp_batch::leave_reuseport_group(sock) {
-                    tracing::warn!("udp {}: cannot leave the SO_REUSEPORT group: {e}", r.bound);
+                    tracing::debug!("udp {}: cannot leave the SO_REUSEPORT group: {e}", r.bound);
                 }
             }
             r.udp_ctl.store(udp_batch::LEAVE, Ordering::Relaxed);

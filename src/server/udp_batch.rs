@@ -113,10 +113,13 @@ pub fn leave_reuseport_group(sock: &UdpSocket) -> std::io::Result<()> {
     if local.ip().is_unspecified() {
         return Ok(());
     }
-    sock.connect(local)?;
+    // Connecting fails when the address is already gone (node-cache's teardown removed it);
+    // the read side is shut down either way, so the socket's thread wakes and ends. On an
+    // unconnected socket Linux answers ENOTCONN but still marks it and wakes its readers.
+    let left = sock.connect(local);
     // SAFETY: shutdown on a descriptor `sock` owns has no memory effects.
-    if unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_RD) } != 0 {
-        return Err(std::io::Error::last_os_error());
+    unsafe {
+        libc::shutdown(sock.as_raw_fd(), libc::SHUT_RD);
     }
-    Ok(())
+    left
 }
