@@ -115,9 +115,19 @@ impl Departure {
     }
 }
 
+/// How many workers serve: `GOMAXPROCS` when it is a positive number (the setting operators
+/// already give CoreDNS and node-cache), else the CPUs this process may run on (its affinity
+/// mask and cgroup CPU quota, as `std::thread::available_parallelism` reads them).
+pub fn worker_count(gomaxprocs: Option<&str>) -> usize {
+    if let Some(n) = gomaxprocs.and_then(|v| v.trim().parse::<usize>().ok()).filter(|n| *n > 0) {
+        return n.min(256);
+    }
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
 /// Runs the engine until a signal ends it; returns the process exit status.
 pub fn serve(opts: ServeOptions) -> i32 {
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let workers = worker_count(std::env::var("GOMAXPROCS").ok().as_deref());
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -200,4 +210,20 @@ pub fn serve(opts: ServeOptions) -> i32 {
         engine.stop();
         status
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gomaxprocs_sets_the_workers_when_it_is_a_positive_number() {
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        assert_eq!(worker_count(Some("3")), 3);
+        assert_eq!(worker_count(Some(" 1 ")), 1);
+        assert_eq!(worker_count(Some("100000")), 256);
+        assert_eq!(worker_count(Some("0")), cpus);
+        assert_eq!(worker_count(Some("many")), cpus);
+        assert_eq!(worker_count(None), cpus);
+    }
 }
