@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use crate::observe::dns_metrics::{self, Observation};
 use crate::plugin::cache::handler::{Cache, FastLookup, FastQuery};
-use crate::plugin::forward::direct::{Completion, Datagram, DirectOutcome, DirectRef};
-use crate::plugin::forward::handler::ForwardChain;
+use crate::plugin::forward::direct::{Completion, Datagram, DirectOutcome};
+use crate::plugin::forward::handler::{DirectTarget, ForwardChain};
 
 use super::handle::handle;
 use super::reply;
@@ -207,10 +207,11 @@ pub fn try_serve(
 /// Sends a cache miss to the upstream `forward` would try first, as the cache would (AD set).
 /// When the reply arrives (on the upstream's responder thread) it is stored and processed by
 /// the cache, scrubbed, counted and sent to the client, as the chain would have done. If the
-/// direct path fails, the query runs through the chain instead.
+/// direct path fails, the query runs through the chain instead. The query's `max_concurrent`
+/// place is held until it ends, and given back before a hand-over (the chain counts anew).
 #[allow(clippy::too_many_arguments)]
 fn forward_miss(
-    direct: DirectRef<'_>,
+    direct: DirectTarget<'_>,
     lr: &Arc<ListenerRuntime>,
     entry: &Arc<ZoneEntry>,
     ret: &UdpReturn,
@@ -224,14 +225,20 @@ fn forward_miss(
     wire::set_flags(&mut upstream_query, flags | bits::AD);
     let query = buf.to_vec();
     let (lr, entry, ret) = (lr.clone(), entry.clone(), ret.clone());
+    let DirectTarget { path, slot } = direct;
     let done: Completion = Box::new(move |outcome| match outcome {
-        DirectOutcome::Reply(reply) => answer_miss(&lr, &entry, &ret, query, client, started, reply),
+        DirectOutcome::Reply(reply) => {
+            let out = answer_miss(&lr, &entry, &ret, query, client, started, reply);
+            drop(slot);
+            out
+        }
         DirectOutcome::Failed => {
+            drop(slot);
             run_chain(lr, ret, query, client);
             None
         }
     });
-    if let Err(done) = direct.send(upstream_query, size, done) {
+    if let Err(done) = path.send(upstream_query, size, done) {
         let _ = done(DirectOutcome::Failed);
     }
     Fast::Forwarded

@@ -54,7 +54,8 @@ pub struct Forward {
     force_tcp: bool,
     prefer_udp: bool,
     max_concurrent: u64,
-    concurrent: AtomicU64,
+    /// Queries in flight through this line, on the chain and on the direct path alike.
+    concurrent: Arc<AtomicU64>,
     limit_err: String,
     next_rcodes: Vec<u16>,
     next_on_nodata: bool,
@@ -90,6 +91,27 @@ impl Drop for ConcurrencyGuard<'_> {
     }
 }
 
+/// One query's place under `max_concurrent`, held by a query on the direct path until it
+/// ends (reply, failure, timeout or hand-over to the chain): dropping it gives the place back.
+#[derive(Debug)]
+pub struct ConcurrencySlot(Arc<AtomicU64>);
+
+impl Drop for ConcurrencySlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Where [`Forward::direct_target`] sends a query, and the concurrency place it holds.
+pub struct DirectTarget<'a> {
+    /// The upstream's direct path.
+    pub path: DirectRef<'a>,
+    /// The query's place under `max_concurrent` (None when the line has no limit). Keep it
+    /// until the query ends; drop it before handing the query to the chain, which counts the
+    /// query again.
+    pub slot: Option<ConcurrencySlot>,
+}
+
 impl Forward {
     /// A handler for `s` using `upstreams` (parallel to `s.upstreams`).
     pub fn new(s: &Stanza, mut upstreams: Vec<Arc<Upstream>>) -> Forward {
@@ -112,14 +134,14 @@ impl Forward {
             force_tcp: s.force_tcp,
             prefer_udp: s.prefer_udp,
             max_concurrent: s.max_concurrent,
-            concurrent: AtomicU64::new(0),
+            concurrent: Arc::new(AtomicU64::new(0)),
             limit_err: format!("concurrent queries exceeded maximum {}", s.max_concurrent_text),
             next_rcodes: s.next_rcodes.clone(),
             next_on_nodata: s.next_on_nodata,
             failfast: s.failfast,
             failover: s.failover.clone(),
             inflight: Inflight::default(),
-            direct_ok: s.max_concurrent == 0 && s.failover.is_empty(),
+            direct_ok: s.failover.is_empty(),
         }
     }
 
@@ -130,22 +152,35 @@ impl Forward {
 
     /// For the server's fast miss path: the direct path (UDP, or TCP with `force_tcp`) of the
     /// upstream this line would try first for a UDP query for `qname_lower`, when the line
-    /// handles the name, needs neither a concurrency limit nor failover, and that upstream is
-    /// not marked down. Anything else (and any failure on the direct path) belongs to the
-    /// attempt loop.
-    pub fn direct_target(&self, qname_lower: &str) -> Option<DirectRef<'_>> {
+    /// handles the name, needs no failover, that upstream is not marked down and (with
+    /// `max_concurrent`) a place is free, which the returned target then holds. Anything else
+    /// (and any failure on the direct path) belongs to the chain: a query over the limit is
+    /// refused and counted there, exactly once.
+    pub fn direct_target(&self, qname_lower: &str) -> Option<DirectTarget<'_>> {
         if !self.direct_ok || !self.matches(qname_lower) {
             return None;
         }
         let order = self.policy.order(self.upstreams.len());
         let idx = *order.as_slice().iter().find(|&&i| !self.upstreams[i as usize].down(self.max_fails))?;
         let up = &self.upstreams[idx as usize];
-        if self.force_tcp {
+        let path = if self.force_tcp {
             let tcp = up.direct_tcp()?;
-            tcp.pick().map(|index| DirectRef::Tcp(tcp, index))
+            DirectRef::Tcp(tcp, tcp.pick()?)
         } else {
-            up.direct().map(DirectRef::Udp)
-        }
+            DirectRef::Udp(up.direct()?)
+        };
+        let slot = if self.max_concurrent > 0 { Some(self.try_slot()?) } else { None };
+        Some(DirectTarget { path, slot })
+    }
+
+    /// Takes a place under `max_concurrent` if one is free. Unlike the chain's count-then-check
+    /// it never raises the counter past the limit, so a query that finds no place here does
+    /// not make a concurrent one over-count.
+    fn try_slot(&self) -> Option<ConcurrencySlot> {
+        self.concurrent
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < self.max_concurrent).then_some(n + 1))
+            .ok()
+            .map(|_| ConcurrencySlot(self.concurrent.clone()))
     }
 
     fn matches(&self, qname: &str) -> bool {
@@ -360,7 +395,7 @@ impl ForwardChain {
     }
 
     /// [`Forward::direct_target`] of a single `forward` line (several lines need the chain).
-    pub fn direct_target(&self, qname_lower: &str) -> Option<DirectRef<'_>> {
+    pub fn direct_target(&self, qname_lower: &str) -> Option<DirectTarget<'_>> {
         match self.forwards.as_slice() {
             [only] => only.direct_target(qname_lower),
             _ => None,
