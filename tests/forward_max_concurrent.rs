@@ -6,29 +6,17 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::op::Message;
 use nodecache_conformance::ports::PortPicker;
 use pretty_assertions::assert_eq;
 
 /// How long the upstream holds its first reply to each test name.
 const HOLD: Duration = Duration::from_millis(300);
-
-fn reply(id: u16, name: &str) -> Vec<u8> {
-    let mut m = Message::new(id, MessageType::Response, OpCode::Query);
-    m.metadata.recursion_desired = true;
-    m.metadata.recursion_available = true;
-    let qname = Name::from_ascii(name).expect("name");
-    m.add_query(Query::query(qname.clone(), RecordType::A));
-    m.add_answer(Record::from_rdata(qname, 300, RData::A(std::net::Ipv4Addr::new(192, 0, 2, 1).into())));
-    m.to_vec().expect("encode")
-}
 
 /// An upstream on loopback. The first query for an `mc-` name is held for [`HOLD`] and then
 /// answered under a wrong message ID only: the direct path gives such a query up to the chain
@@ -57,37 +45,14 @@ fn upstream() -> (SocketAddr, Arc<Mutex<HashMap<String, usize>>>) {
                 let s = sock.clone();
                 std::thread::spawn(move || {
                     std::thread::sleep(HOLD);
-                    let _ = s.send_to(&reply(id.wrapping_add(1), &name), from);
+                    let _ = s.send_to(&a_reply(id.wrapping_add(1), &name), from);
                 });
             } else {
-                let _ = sock.send_to(&reply(id, &name), from);
+                let _ = sock.send_to(&a_reply(id, &name), from);
             }
         }
     });
     (addr, seen)
-}
-
-fn metrics(port: u16) -> String {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
-    write!(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
-    let mut page = String::new();
-    conn.read_to_string(&mut page).expect("read");
-    page
-}
-
-/// The sum of the samples of `family` whose line contains `label` (0 when there are none).
-fn total(page: &str, family: &str, label: &str) -> f64 {
-    page.lines()
-        .filter(|l| l.starts_with(family) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-fn query(id: u16, name: &str) -> Vec<u8> {
-    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
-    m.metadata.recursion_desired = true;
-    m.add_query(Query::query(Name::from_ascii(name).expect("name"), RecordType::A));
-    m.to_vec().expect("encode")
 }
 
 /// `max_concurrent 5` and 20 concurrent unique misses while the upstream holds its replies:
@@ -102,8 +67,8 @@ fn max_concurrent_limits_direct_path_misses() {
     let srv = Server::start(&format!(
         ".:{{PORT}} {{\n    prometheus 127.0.0.1:{prom}\n    cache\n    forward . {up} {{\n        max_concurrent 5\n    }}\n}}\n"
     ));
-    let rejects = |page: &str| total(page, "coredns_forward_max_concurrent_rejects_total", "");
-    let before = rejects(&metrics(prom));
+    let rejects = |page: &str| metric_total(page, "coredns_forward_max_concurrent_rejects_total", "");
+    let before = rejects(&metrics_page(prom));
 
     let names: Vec<String> = (0..20).map(|i| format!("mc-{i}.example.")).collect();
     let started = Instant::now();
@@ -113,7 +78,7 @@ fn max_concurrent_limits_direct_path_misses() {
         .map(|(i, name)| {
             let sock = UdpSocket::bind("127.0.0.1:0").expect("bind client");
             sock.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-            sock.send_to(&query(0x100 + i as u16, name), srv.addr).expect("send");
+            sock.send_to(&a_query(0x100 + i as u16, name), srv.addr).expect("send");
             sock
         })
         .collect();
@@ -139,16 +104,16 @@ fn max_concurrent_limits_direct_path_misses() {
             assert_eq!(seen.get(name).copied().unwrap_or(0), expected, "{name}: upstream queries ({seen:?})");
         }
     }
-    let page = metrics(prom);
+    let page = metrics_page(prom);
     assert_eq!(rejects(&page) - before, 15.0, "{page}");
     assert_eq!(
-        total(&page, "nodecache_forward_dropped_replies_total{", "reason=\"id\""),
+        metric_total(&page, "nodecache_forward_dropped_replies_total{", "reason=\"id\""),
         5.0,
         "the direct path dropped each held wrong-ID reply: {page}"
     );
 
     // Every place was given back: a new miss goes through.
-    let after = udp_raw(srv.addr, &query(0x999, "mc-after.example."), WAIT).expect("reply");
+    let after = udp_raw(srv.addr, &a_query(0x999, "mc-after.example."), WAIT).expect("reply");
     assert_eq!(rcode_of(&after), 0, "a miss after the burst is answered");
-    assert_eq!(rejects(&metrics(prom)) - before, 15.0);
+    assert_eq!(rejects(&metrics_page(prom)) - before, 15.0);
 }

@@ -14,22 +14,11 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::op::Message;
 use pretty_assertions::assert_eq;
 
 /// Queries seen, per upstream (0 or 1) and lower-case name.
 type Seen = Arc<Mutex<HashMap<(usize, String), usize>>>;
-
-fn reply(id: u16, name: &str) -> Vec<u8> {
-    let mut m = Message::new(id, MessageType::Response, OpCode::Query);
-    m.metadata.recursion_desired = true;
-    m.metadata.recursion_available = true;
-    let qname = Name::from_ascii(name).expect("name");
-    m.add_query(Query::query(qname.clone(), RecordType::A));
-    m.add_answer(Record::from_rdata(qname, 300, RData::A(std::net::Ipv4Addr::new(192, 0, 2, 1).into())));
-    m.to_vec().expect("encode")
-}
 
 /// Two upstreams on loopback sharing one record of the queries they saw. The first query for
 /// a `probe-` name (on either upstream) gets a reply for another name; everything else is
@@ -53,19 +42,12 @@ fn upstreams() -> ([SocketAddr; 2], Seen) {
                     before == 0
                 };
                 let answer_for = if name.starts_with("probe-") && first_anywhere { "other.example." } else { &name };
-                let _ = sock.send_to(&reply(q.metadata.id, answer_for), from);
+                let _ = sock.send_to(&a_reply(q.metadata.id, answer_for), from);
             }
         });
         addr
     });
     (addrs, seen)
-}
-
-fn query(id: u16, name: &str) -> Vec<u8> {
-    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
-    m.metadata.recursion_desired = true;
-    m.add_query(Query::query(Name::from_ascii(name).expect("name"), RecordType::A));
-    m.to_vec().expect("encode")
 }
 
 /// Queries upstream `which` saw for names starting with `prefix`.
@@ -75,7 +57,7 @@ fn count(seen: &Seen, which: usize, prefix: &str) -> usize {
 
 /// Asks for `name` and returns the reply's rcode.
 fn ask(srv: &Server, id: u16, name: &str) -> u8 {
-    rcode_of(&udp_raw(srv.addr, &query(id, name), WAIT).unwrap_or_else(|| panic!("{name}: no reply")))
+    rcode_of(&udp_raw(srv.addr, &a_query(id, name), WAIT).unwrap_or_else(|| panic!("{name}: no reply")))
 }
 
 fn server(up: [SocketAddr; 2], policy: &str, before_cache: &str) -> Server {

@@ -170,23 +170,6 @@ fn a_records(m: &Message) -> Vec<[u8; 4]> {
         .collect()
 }
 
-fn metrics(prom: u16) -> String {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", prom)).expect("connect metrics");
-    write!(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
-    let mut page = String::new();
-    conn.read_to_string(&mut page).expect("read");
-    page
-}
-
-/// The sum of every sample of `family` whose labels contain `label`.
-fn total(page: &str, family: &str, label: &str) -> f64 {
-    page.lines()
-        .filter(|l| l.starts_with(family) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// The two ways a miss reaches the upstream: the server's direct path, and the chain.
 fn corefiles(upstream: SocketAddr, prom: u16) -> [(&'static str, String); 2] {
     let block = |extra: &str| {
@@ -220,9 +203,10 @@ fn forged_replies_on_the_wrong_port_id_or_question_are_dropped() {
         assert_eq!(a_records(&first), vec![GENUINE], "{path}: the client got a forgery: {first:?}");
         let cached = Q::new(&name, RecordType::A).ask(srv.addr);
         assert_eq!(a_records(&cached), vec![GENUINE], "{path}: the cache holds a forgery");
-        let page = metrics(prom);
-        let dropped =
-            |reason: &str| total(&page, "nodecache_forward_dropped_replies_total{", &format!("reason=\"{reason}\""));
+        let page = metrics_page(prom);
+        let dropped = |reason: &str| {
+            metric_total(&page, "nodecache_forward_dropped_replies_total{", &format!("reason=\"{reason}\""))
+        };
         assert!(dropped("id") >= 1.0, "{path}: wrong-ID forgery not counted:\n{page}");
         // The direct path gives a query up to the chain at the first datagram that is not
         // its reply; the chain waits on, dropping the rest. Either way the other-name,

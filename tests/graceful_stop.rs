@@ -13,8 +13,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
 use nodecache_conformance::ports::PortPicker;
 
 /// A query the slow upstream holds: when to answer, the query, who asked.
@@ -78,13 +78,6 @@ impl Drop for SlowUpstream {
     }
 }
 
-fn query(id: u16, name: &str) -> Vec<u8> {
-    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
-    m.metadata.recursion_desired = true;
-    m.add_query(Query::query(Name::from_ascii(name).expect("name"), RecordType::A));
-    m.to_vec().expect("encode")
-}
-
 #[test]
 fn sigterm_answers_the_queries_already_read() {
     let upstream = SlowUpstream::start(Duration::from_millis(600));
@@ -94,7 +87,7 @@ fn sigterm_answers_the_queries_already_read() {
     client.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
     const N: u16 = 40;
     for i in 0..N {
-        client.send_to(&query(i, &format!("q{i}.slow.example.")), server.addr).expect("send");
+        client.send_to(&a_query(i, &format!("q{i}.slow.example.")), server.addr).expect("send");
     }
     // Every query is now waiting for the upstream.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -160,7 +153,7 @@ fn load(addr: SocketAddr, names: &[String], rate: u32, duration: Duration, durin
         while sent < due && sent < usize::from(u16::MAX) * SOCKETS {
             let sock = &socks[sent % SOCKETS];
             let id = (sent / SOCKETS) as u16;
-            sock.send_to(&query(id, &names[sent % names.len()]), addr).expect("send");
+            sock.send_to(&a_query(id, &names[sent % names.len()]), addr).expect("send");
             sent += 1;
         }
         if started.elapsed() >= duration / 3 {

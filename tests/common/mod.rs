@@ -248,3 +248,41 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 pub fn answer_ttls(m: &Message) -> Vec<u32> {
     m.answers.iter().map(|r| r.ttl).collect()
 }
+
+/// An `A` query for `name` with ID `id` and RD set, in wire form.
+pub fn a_query(id: u16, name: &str) -> Vec<u8> {
+    let mut m = hickory_proto::op::Message::new(id, hickory_proto::op::MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(hickory_proto::op::Query::query(Name::from_ascii(name).expect("name"), RecordType::A));
+    m.to_vec().expect("encode")
+}
+
+/// An upstream's NOERROR reply to an `A` query for `name` (ID `id`, RD and RA set): one
+/// `192.0.2.1` record with TTL 300, in wire form.
+pub fn a_reply(id: u16, name: &str) -> Vec<u8> {
+    use hickory_proto::rr::{RData, Record};
+    let mut m = hickory_proto::op::Message::new(id, hickory_proto::op::MessageType::Response, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.metadata.recursion_available = true;
+    let qname = Name::from_ascii(name).expect("name");
+    m.add_query(hickory_proto::op::Query::query(qname.clone(), RecordType::A));
+    m.add_answer(Record::from_rdata(qname, 300, RData::A(std::net::Ipv4Addr::new(192, 0, 2, 1).into())));
+    m.to_vec().expect("encode")
+}
+
+/// The Prometheus page of the endpoint on 127.0.0.1:`port`.
+pub fn metrics_page(port: u16) -> String {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
+    write!(conn, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+    let mut page = String::new();
+    conn.read_to_string(&mut page).expect("read");
+    page
+}
+
+/// The sum of the samples of `family` whose line contains `label` (0 when there are none).
+pub fn metric_total(page: &str, family: &str, label: &str) -> f64 {
+    page.lines()
+        .filter(|l| l.starts_with(family) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
