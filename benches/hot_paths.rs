@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use nodecache::corefile::{parse_str, ParseOptions};
 use nodecache::plugin::cache::classify::Kind;
-use nodecache::plugin::cache::handler::FastQuery;
 use nodecache::plugin::cache::setup::Config;
 use nodecache::plugin::cache::store::Entry;
 use nodecache::plugin::cache::{key, wire_scan, Cache};
+use nodecache::plugin::fast::FastQuery;
 use nodecache::server::query::{accept, Accepted};
 use nodecache::server::zones::ZoneTable;
 

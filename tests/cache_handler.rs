@@ -11,9 +11,9 @@ use hickory_proto::rr::rdata::{A, CNAME, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use pretty_assertions::assert_eq;
 
-use nodecache::plugin::cache::handler::FastQuery;
 use nodecache::plugin::cache::setup::Config;
 use nodecache::plugin::cache::Cache;
+use nodecache::plugin::fast::FastQuery;
 use nodecache::plugin::{BuildContext, Carryover, Chain, Next, Plugin, PluginConfig};
 use nodecache::server::{ClientEdns, Outcome, Proto, Reply, Request};
 

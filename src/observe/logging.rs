@@ -26,12 +26,13 @@ static QUIET: AtomicBool = AtomicBool::new(false);
 const FOREIGN_TARGETS: &[&str] =
     &["hyper", "h2", "rustls", "tokio", "mio", "notify", "netlink", "rtnetlink", "hickory"];
 
-/// Turns `[DEBUG]` output on or off (the `debug` plugin turns it on).
+/// Turns debug mode on or off (the `debug` plugin turns it on): `[DEBUG]` lines are printed
+/// and the server does not recover from a panicking handler.
 pub fn set_debug(on: bool) {
     DEBUG.store(on, Ordering::Relaxed);
 }
 
-/// Whether `[DEBUG]` lines are printed.
+/// Whether debug mode is on (`[DEBUG]` lines printed, no panic recovery).
 pub fn debug_enabled() -> bool {
     DEBUG.load(Ordering::Relaxed)
 }

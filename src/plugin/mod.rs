@@ -22,10 +22,31 @@ pub trait Plugin: Send + Sync + 'static {
         true
     }
 
-    /// The concrete handler, for plugins the server's cache-hit fast path needs to recognise
-    /// (`cache`, and the pass-through `prometheus` and `errors`). Default: opaque.
+    /// The concrete handler, for code that needs to reach one plugin's own state (the engine's
+    /// cache snapshot, tests). Default: opaque.
     fn as_any(&self) -> Option<&dyn Any> {
         None
+    }
+
+    /// How the plugin stands towards the server's fast path. Default: it may change or answer
+    /// anything, so the block has no fast path around it.
+    fn fast_role(&self) -> fast::FastRole {
+        fast::FastRole::Opaque
+    }
+
+    /// The plugin as an answerer from stored wire bytes, if it is one.
+    fn fast_answer(self: Arc<Self>) -> Option<Arc<dyn fast::FastAnswer>> {
+        None
+    }
+
+    /// The plugin as a direct upstream for misses, if it is one.
+    fn fast_upstream(self: Arc<Self>) -> Option<Arc<dyn fast::FastUpstream>> {
+        None
+    }
+
+    /// Whether the block records `coredns_dns_*` metrics because of this plugin.
+    fn records_dns_metrics(&self) -> bool {
+        false
     }
 }
 
@@ -146,6 +167,30 @@ pub trait PluginConfig: Debug + Send + Sync + Any {
 
     /// For consumers that need the concrete type (e.g. the listener plan reading `bind`).
     fn as_any(&self) -> &dyn Any;
+
+    /// TCP deadlines and limits the directive sets for its block's listeners (`timeouts`).
+    fn server_timeouts(&self) -> Option<ServerTimeouts> {
+        None
+    }
+
+    /// Whether the directive makes its block's listeners take queries of classes other than
+    /// IN (CoreDNS enables this for `chaos` and `forward`).
+    fn takes_any_class(&self) -> bool {
+        false
+    }
+}
+
+/// TCP deadlines and limits for a listener; None keeps the server's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerTimeouts {
+    /// Deadline for the first message on a connection.
+    pub read: Option<std::time::Duration>,
+    /// Deadline for writing a reply.
+    pub write: Option<std::time::Duration>,
+    /// Deadline between messages on a connection.
+    pub idle: Option<std::time::Duration>,
+    /// Queries per connection; -1 is unlimited.
+    pub max_tcp_queries: Option<i64>,
 }
 
 /// State kept across reloads: plugin instances look up what the previous runtime left
@@ -205,6 +250,7 @@ pub mod cache;
 pub mod cancel;
 pub mod debug;
 pub mod errors;
+pub mod fast;
 pub mod forward;
 pub mod health;
 pub mod hosts;

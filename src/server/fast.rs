@@ -1,17 +1,19 @@
 //! The fast path: a plain query (one question of simple labels, at most an OPT) routed to a
-//! block whose `cache` may answer without running the chain is answered straight from the
-//! cache's wire store, with the metrics the chain would have recorded. A UDP miss in a block
-//! whose chain is just `cache` and `forward` goes to the upstream over the forward plugin's
-//! direct path and is completed when the reply arrives. Anything else takes the full path.
+//! block with a planned [`crate::plugin::fast::FastBlock`] is answered from the block's answerer (the cache) without
+//! running the chain, with the metrics the chain would have recorded. A miss in a block whose
+//! fast path has an upstream is sent there directly and completed when the reply arrives: a
+//! UDP client's reply is sent from the listener socket, a TCP client's handed to its
+//! connection. Anything else takes the full path. This module names no plugin: it uses only
+//! the capabilities of [`crate::plugin::fast`].
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::oneshot;
+
 use crate::observe::dns_metrics::{self, Observation};
-use crate::plugin::cache::handler::{Cache, FastLookup, FastQuery};
-use crate::plugin::forward::direct::{Completion, Datagram, DirectOutcome};
-use crate::plugin::forward::handler::{DirectTarget, ForwardChain};
+use crate::plugin::fast::{Completion, Datagram, DirectOutcome, DirectTarget, FastLookup, FastQuery};
 
 use super::handle::handle;
 use super::reply;
@@ -99,8 +101,9 @@ fn parse<'a>(buf: &'a [u8], lower: &'a mut [u8; 256]) -> Option<SimpleQuery<'a>>
     Some(SimpleQuery { name, qtype, qclass, edns })
 }
 
-/// Where a cache miss taken on the fast path sends its reply, and how it falls back to the
-/// chain: the UDP socket the query came in on, the listener's address and the runtime.
+/// Where a cache miss taken on the fast path by a UDP client sends its reply, and how it falls
+/// back to the chain: the UDP socket the query came in on, the listener's address and the
+/// runtime.
 #[derive(Clone)]
 pub struct UdpReturn {
     /// The listener socket (replies are sent from it).
@@ -111,33 +114,32 @@ pub struct UdpReturn {
     pub rt: tokio::runtime::Handle,
 }
 
+/// How the fast path may complete a miss it sends upstream directly.
+pub enum MissRoute<'a> {
+    /// It may not: cache hits only.
+    HitsOnly,
+    /// A UDP client: the reply goes out from the listener socket.
+    Udp(&'a Arc<ListenerRuntime>, &'a UdpReturn),
+    /// A TCP client: the reply is handed to the connection (accepted on this local address).
+    Tcp(&'a Arc<ListenerRuntime>, SocketAddr),
+}
+
 /// What the fast path did with a query.
 pub enum Fast {
     /// Answered from the cache: send these bytes.
     Reply(Vec<u8>),
-    /// A cache miss sent upstream directly; the reply goes out when it arrives.
+    /// A UDP client's miss sent upstream directly; the reply goes out when it arrives.
     Forwarded,
+    /// A TCP client's miss sent upstream directly: the reply arrives here; None (or a dropped
+    /// sender) means the direct path gave up and the chain must run.
+    Waiting(oneshot::Receiver<Option<Vec<u8>>>),
     /// Not handled: run the chain.
     Slow,
 }
 
-/// Answers `buf` from a block's cache if possible.
-pub fn try_answer(lr: &ListenerRuntime, buf: &[u8], client: SocketAddr, proto: Proto) -> Option<Vec<u8>> {
-    match try_serve(lr, buf, client, proto, None) {
-        Fast::Reply(r) => Some(r),
-        Fast::Forwarded | Fast::Slow => None,
-    }
-}
-
-/// The fast path: a cache hit is answered; with `udp`, a miss in a block whose chain is only
-/// `cache` then `forward` is sent to the upstream directly (see [`forward_miss`]).
-pub fn try_serve(
-    lr: &ListenerRuntime,
-    buf: &[u8],
-    client: SocketAddr,
-    proto: Proto,
-    udp: Option<(&Arc<ListenerRuntime>, &UdpReturn)>,
-) -> Fast {
+/// The fast path: a cache hit is answered; a miss in a block whose fast path has an upstream
+/// is sent there directly when `route` allows (see [`forward_miss`]).
+pub fn try_serve(lr: &ListenerRuntime, buf: &[u8], client: SocketAddr, proto: Proto, route: MissRoute<'_>) -> Fast {
     let started = Instant::now();
     let mut lower = [0u8; 256];
     let Some(q) = parse(buf, &mut lower) else { return Fast::Slow };
@@ -145,15 +147,9 @@ pub fn try_serve(
         return Fast::Slow;
     }
     let Some((_, entry)) = lr.table.route(q.name, false) else { return Fast::Slow };
-    let Some(cache) = entry.block.fast_cache.as_ref().and_then(|c| c.as_any()?.downcast_ref::<Cache>()) else {
-        return Fast::Slow;
-    };
+    let Some(fast) = entry.block.fast.as_ref() else { return Fast::Slow };
     let do_bit = q.edns.is_some_and(|e| e.1 & 0x8000 != 0);
-    let size = match (proto, q.edns) {
-        (Proto::Tcp, _) => 65535,
-        (Proto::Udp, Some((s, _, _))) => (s as usize).max(512),
-        (Proto::Udp, None) => 512,
-    };
+    let size = client_size(proto, &q);
     let fq = FastQuery {
         server: &lr.label,
         query: buf,
@@ -163,20 +159,28 @@ pub fn try_serve(
         do_bit,
         now: started,
     };
-    let mut out = match cache.lookup_fast(&fq) {
+    let mut out = match fast.answer.lookup_fast(&fq) {
         FastLookup::Hit(out) => out,
         FastLookup::Pass => return Fast::Slow,
         FastLookup::Absent => {
-            // HINFO is the `loop` plugin's probe type: it must go through the chain.
-            let target = match (udp, &entry.block.fast_forward) {
-                (Some(_), Some(fwd)) if q.qtype != 13 => {
-                    fwd.as_any().and_then(|a| a.downcast_ref::<ForwardChain>()).and_then(|f| f.direct_target(q.name))
+            let target = match route {
+                MissRoute::HitsOnly => None,
+                MissRoute::Udp(..) | MissRoute::Tcp(..) => {
+                    fast.upstream_for(q.qtype).and_then(|up| up.direct_target(q.name, proto))
                 }
-                _ => None,
             };
-            let (Some(direct), Some((lr, ret))) = (target, udp) else { return Fast::Slow };
-            cache.count_fast_miss(&lr.label);
-            return forward_miss(direct, lr, entry, ret, buf, client, size, started);
+            let Some(target) = target else { return Fast::Slow };
+            fast.answer.count_fast_miss(&lr.label);
+            let miss = Miss { entry: entry.clone(), query: buf.to_vec(), client, proto, size, started };
+            return match route {
+                MissRoute::Udp(lr, ret) => forward_miss(target, lr, miss, MissReply::Udp(ret.clone())),
+                MissRoute::Tcp(lr, local) => {
+                    let (tx, rx) = oneshot::channel();
+                    forward_miss(target, lr, miss, MissReply::Tcp(local, tx));
+                    Fast::Waiting(rx)
+                }
+                MissRoute::HitsOnly => Fast::Slow,
+            };
         }
     };
     let response_size = out.len();
@@ -204,41 +208,74 @@ pub fn try_serve(
     Fast::Reply(out)
 }
 
-/// Sends a cache miss to the upstream `forward` would try first, as the cache would (AD set).
-/// When the reply arrives (on the upstream's responder thread) it is stored and processed by
-/// the cache, scrubbed, counted and sent to the client, as the chain would have done. If the
-/// direct path fails, the query runs through the chain instead. The query's `max_concurrent`
-/// place is held until it ends, and given back before a hand-over (the chain counts anew).
-#[allow(clippy::too_many_arguments)]
-fn forward_miss(
-    direct: DirectTarget<'_>,
-    lr: &Arc<ListenerRuntime>,
-    entry: &Arc<ZoneEntry>,
-    ret: &UdpReturn,
-    buf: &[u8],
+/// The largest reply the client takes: 64 KiB over TCP, its OPT's size (at least 512) or 512
+/// over UDP.
+fn client_size(proto: Proto, q: &SimpleQuery<'_>) -> usize {
+    match (proto, q.edns) {
+        (Proto::Tcp, _) => 65535,
+        (Proto::Udp, Some((s, _, _))) => (s as usize).max(512),
+        (Proto::Udp, None) => 512,
+    }
+}
+
+/// A miss on its way upstream: what its completion needs.
+struct Miss {
+    entry: Arc<ZoneEntry>,
+    /// The client's query as it sent it.
+    query: Vec<u8>,
     client: SocketAddr,
+    proto: Proto,
+    /// The client's reply size limit.
     size: usize,
     started: Instant,
-) -> Fast {
-    let mut upstream_query = buf.to_vec();
+}
+
+/// Where a directly forwarded miss's reply goes.
+enum MissReply {
+    /// Sent from the UDP listener socket (or, on failure, the chain runs on the runtime).
+    Udp(UdpReturn),
+    /// Handed to the TCP connection (None: the connection runs the chain).
+    Tcp(SocketAddr, oneshot::Sender<Option<Vec<u8>>>),
+}
+
+/// Sends a cache miss to the upstream the block's fast path chose, as the cache would (AD
+/// set). When the reply arrives (on the upstream's responder thread) it is stored and
+/// processed by the cache, scrubbed, counted and handed to the client, as the chain would have
+/// done. If the direct path fails, the query runs through the chain instead. The query's
+/// concurrency place is held until it ends, and given back before a hand-over (the chain
+/// counts anew).
+fn forward_miss(target: DirectTarget<'_>, lr: &Arc<ListenerRuntime>, miss: Miss, back: MissReply) -> Fast {
+    let mut upstream_query = miss.query.clone();
     let flags = wire::flags(&upstream_query);
     wire::set_flags(&mut upstream_query, flags | bits::AD);
-    let query = buf.to_vec();
-    let (lr, entry, ret) = (lr.clone(), entry.clone(), ret.clone());
-    let DirectTarget { path, slot } = direct;
-    let done: Completion = Box::new(move |outcome| match outcome {
-        DirectOutcome::Reply(reply) => {
-            let out = answer_miss(&lr, &entry, &ret, query, client, started, reply);
-            drop(slot);
-            out
-        }
-        DirectOutcome::Failed => {
-            drop(slot);
-            run_chain(lr, ret, query, client);
-            None
+    let lr = lr.clone();
+    let DirectTarget { path, conn, slot } = target;
+    let size = miss.size;
+    let done: Completion = Box::new(move |outcome| {
+        let answered = match outcome {
+            DirectOutcome::Reply(reply) => {
+                let local = match &back {
+                    MissReply::Udp(ret) => ret.local,
+                    MissReply::Tcp(local, _) => *local,
+                };
+                answer_miss(&lr, &miss, local, reply)
+            }
+            DirectOutcome::Failed => None,
+        };
+        drop(slot);
+        match (back, answered) {
+            (MissReply::Udp(ret), Some(bytes)) => Some(Datagram { sock: ret.sock.clone(), to: miss.client, bytes }),
+            (MissReply::Udp(ret), None) => {
+                run_chain(lr, ret, miss.query, miss.client);
+                None
+            }
+            (MissReply::Tcp(_, tx), answered) => {
+                let _ = tx.send(answered);
+                None
+            }
         }
     });
-    if let Err(done) = path.send(upstream_query, size, done) {
+    if let Err(done) = path.send(conn, upstream_query, size, done) {
         let _ = done(DirectOutcome::Failed);
     }
     Fast::Forwarded
@@ -246,65 +283,50 @@ fn forward_miss(
 
 /// Finishes a directly forwarded miss with the upstream's `reply` (client ID already set);
 /// returns the client's reply.
-fn answer_miss(
-    lr: &ListenerRuntime,
-    entry: &ZoneEntry,
-    ret: &UdpReturn,
-    query: Vec<u8>,
-    client: SocketAddr,
-    started: Instant,
-    reply: Vec<u8>,
-) -> Option<Datagram> {
+fn answer_miss(lr: &ListenerRuntime, miss: &Miss, local: SocketAddr, reply: Vec<u8>) -> Option<Vec<u8>> {
     let mut lower = [0u8; 256];
-    let q = parse(&query, &mut lower)?;
-    let cache = entry.block.fast_cache.as_ref().and_then(|c| c.as_any()?.downcast_ref::<Cache>())?;
+    let query = &miss.query;
+    let q = parse(query, &mut lower)?;
+    let fast = miss.entry.block.fast.as_ref()?;
     let do_bit = q.edns.is_some_and(|e| e.1 & 0x8000 != 0);
     let fq = FastQuery {
         server: &lr.label,
-        query: &query,
+        query,
         qname_lower: q.name,
         qtype: q.qtype,
         qclass: q.qclass,
         do_bit,
-        now: started,
+        now: miss.started,
     };
-    let processed = cache.store_miss_reply(&fq, reply);
+    let processed = fast.answer.store_miss_reply(&fq, reply);
     let (rcode, response_size) = (wire::rcode(&processed), processed.len());
     // Without OPT a reply that fits needs nothing from the scrub (its ID is the client's).
-    let out = if q.edns.is_none() && processed.len() <= 512 {
+    let out = if q.edns.is_none() && processed.len() <= miss.size {
         processed
     } else {
-        reply::scrub_wire(&scrub_request(&query, &q, client, ret.local, lr, entry, started), processed)
+        reply::scrub_wire(&scrub_request(&q, miss, local, lr), processed)
     };
-    if let Some(rec) = &entry.recorder {
+    if let Some(rec) = &miss.entry.recorder {
         rec.record(&Observation {
-            proto: Proto::Udp,
-            family: dns_metrics::family_of(&client),
+            proto: miss.proto,
+            family: dns_metrics::family_of(&miss.client),
             qtype: q.qtype,
             do_bit,
             request_size: query.len(),
             response_size,
             rcode,
             plugin: "forward",
-            duration: started.elapsed(),
+            duration: miss.started.elapsed(),
         });
     }
-    Some(Datagram { sock: ret.sock.clone(), to: client, bytes: out })
+    Some(out)
 }
 
 /// The request the scrub needs (ID, flags, question, the client's OPT, transport).
-fn scrub_request(
-    query: &[u8],
-    q: &SimpleQuery<'_>,
-    client: SocketAddr,
-    local: SocketAddr,
-    lr: &ListenerRuntime,
-    entry: &ZoneEntry,
-    started: Instant,
-) -> Request {
+fn scrub_request(q: &SimpleQuery<'_>, miss: &Miss, local: SocketAddr, lr: &ListenerRuntime) -> Request {
     Request {
-        wire: query.to_vec(),
-        received_len: query.len(),
+        wire: miss.query.clone(),
+        received_len: miss.query.len(),
         qname: q.name.to_string(),
         qname_lower: q.name.to_string(),
         qtype: q.qtype,
@@ -315,12 +337,12 @@ fn scrub_request(
             version: 0,
             options: options.to_vec(),
         }),
-        client,
+        client: miss.client,
         local,
-        proto: Proto::Udp,
+        proto: miss.proto,
         server: lr.label.clone(),
-        zone: entry.zone.clone(),
-        started,
+        zone: miss.entry.zone.clone(),
+        started: miss.started,
         metadata: Vec::new(),
     }
 }

@@ -88,7 +88,7 @@ pub async fn handle(
     }
     req.zone = entry.zone.clone();
     let block = block.clone();
-    if crate::plugin::debug::enabled() {
+    if crate::observe::logging::debug_enabled() {
         // `debug`: no panic recovery, as CoreDNS.
         let outcome = Next::start(&block.chain).serve(&mut req).await;
         return finish(&req, outcome);

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Plan, Transport};
-use crate::plugin::{BuildContext, Carryover, Chain, Plugin};
+use crate::plugin::fast::FastBlock;
+use crate::plugin::{BuildContext, Carryover, Chain, Plugin, ServerTimeouts};
 
 use super::zones::ZoneTable;
-use crate::plugin::timeouts::setup::Config as TimeoutsConfig;
 
 /// One server block, built.
 pub struct Block {
@@ -18,13 +18,9 @@ pub struct Block {
     pub chain: Chain,
     /// The block's zones.
     pub zones: Vec<String>,
-    /// The `cache` handler when a cache hit may be served without running the chain: only
-    /// `prometheus` and `errors` (which change nothing on a hit) come before it.
-    pub fast_cache: Option<Arc<dyn Plugin>>,
-    /// The `forward` handler when a cache miss may be sent upstream without running the chain:
-    /// `fast_cache` is set and after the cache come only `loop` (which acts on HINFO queries
-    /// only) and `forward`, last.
-    pub fast_forward: Option<Arc<dyn Plugin>>,
+    /// The block's fast path (answers from stored bytes, misses sent upstream directly),
+    /// planned from its plugins; None when every query must run the chain.
+    pub fast: Option<FastBlock>,
     /// Whether the block records `coredns_dns_*` metrics (has `prometheus`).
     pub has_metrics: bool,
 }
@@ -133,17 +129,9 @@ pub fn build(plan: Plan, carry: Arc<Carryover>) -> Result<Runtime, String> {
                 handlers.push(h);
             }
         }
-        let fast_cache = fast_cache_of(&handlers);
-        let fast_forward = fast_cache.as_ref().and_then(|_| fast_forward_of(&handlers));
-        let has_metrics = handlers.iter().any(|h| h.name() == "prometheus");
-        blocks.push(Arc::new(Block {
-            index,
-            chain: handlers.into(),
-            zones: ctx.zones,
-            fast_cache,
-            fast_forward,
-            has_metrics,
-        }));
+        let fast = FastBlock::plan(&handlers);
+        let has_metrics = handlers.iter().any(|h| h.records_dns_metrics());
+        blocks.push(Arc::new(Block { index, chain: handlers.into(), zones: ctx.zones, fast, has_metrics }));
     }
     let mut listeners = Vec::with_capacity(plan.listeners.len());
     for lp in &plan.listeners {
@@ -162,9 +150,9 @@ pub fn build(plan: Plan, carry: Arc<Carryover>) -> Result<Runtime, String> {
             let recorder = block.has_metrics.then(|| crate::observe::dns_metrics::recorder(&lp.label, zone));
             table.insert(zone, Arc::new(ZoneEntry { zone: Arc::from(zone.as_str()), block: block.clone(), recorder }));
             if let Some(bp) = plan.blocks.get(*bi) {
-                class_chaos |= bp.plugin("forward").is_some() || bp.plugin("chaos").is_some();
-                if let Some(t) = bp.plugin("timeouts").and_then(|c| c.as_any().downcast_ref::<TimeoutsConfig>()) {
-                    apply_timeouts(t, &mut tcp);
+                class_chaos |= bp.plugins.iter().any(|p| p.takes_any_class());
+                for t in bp.plugins.iter().filter_map(|p| p.server_timeouts()) {
+                    apply_timeouts(&t, &mut tcp);
                 }
             }
         }
@@ -177,48 +165,17 @@ pub fn build(plan: Plan, carry: Arc<Carryover>) -> Result<Runtime, String> {
 }
 
 /// Applies a block's `timeouts` to its listener (a negative query limit means unlimited).
-fn apply_timeouts(t: &TimeoutsConfig, tcp: &mut TcpLimits) {
-    if let Some(d) = t.read() {
+fn apply_timeouts(t: &ServerTimeouts, tcp: &mut TcpLimits) {
+    if let Some(d) = t.read {
         tcp.read = d;
     }
-    if let Some(d) = t.write() {
+    if let Some(d) = t.write {
         tcp.write = d;
     }
-    if let Some(d) = t.idle() {
+    if let Some(d) = t.idle {
         tcp.idle = d;
     }
-    if let Some(n) = t.max_tcp_queries() {
+    if let Some(n) = t.max_tcp_queries {
         tcp.max_queries = u64::try_from(n).ok().filter(|n| *n > 0);
     }
-}
-
-/// The chain's `cache` handler if only `prometheus` and `errors` run before it.
-fn fast_cache_of(handlers: &[Arc<dyn Plugin>]) -> Option<Arc<dyn Plugin>> {
-    for h in handlers {
-        let any = h.as_any()?;
-        if any.is::<crate::plugin::cache::handler::Cache>() {
-            return Some(h.clone());
-        }
-        let pass_through = any.is::<crate::plugin::prometheus::handler::Prometheus>()
-            || any.is::<crate::plugin::errors::handler::ErrorsHandler>();
-        if !pass_through {
-            return None;
-        }
-    }
-    None
-}
-
-/// The chain's `forward` handler if it is last and only `loop` handlers sit between it and the
-/// `cache`.
-fn fast_forward_of(handlers: &[Arc<dyn Plugin>]) -> Option<Arc<dyn Plugin>> {
-    let is = |h: &Arc<dyn Plugin>, f: fn(&dyn std::any::Any) -> bool| h.as_any().is_some_and(f);
-    let cache_at = handlers.iter().position(|h| is(h, |a| a.is::<crate::plugin::cache::handler::Cache>()))?;
-    let (last, between) = handlers.get(cache_at + 1..)?.split_last()?;
-    if !is(last, |a| a.is::<crate::plugin::forward::handler::ForwardChain>()) {
-        return None;
-    }
-    if !between.iter().all(|h| is(h, |a| a.is::<crate::plugin::loop_detect::handler::Loop>())) {
-        return None;
-    }
-    Some(last.clone())
 }

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::{timeout, timeout_at, Instant};
 
+use super::fast::{try_serve, Fast, MissRoute};
 use super::handle::handle;
 use super::request::Proto;
 use super::runtime::ListenerRuntime;
@@ -120,9 +121,17 @@ async fn connection(
                 let Some(msg) = inbuf.get(used + 2..used + 2 + len) else { break };
                 used += 2 + len;
                 served += 1;
-                let reply = match super::fast::try_answer(&lr, msg, client, Proto::Tcp) {
-                    Some(r) => Some(r),
-                    None => {
+                let reply = match try_serve(&lr, msg, client, Proto::Tcp, MissRoute::Tcp(&lr, local)) {
+                    Fast::Reply(r) => Some(r),
+                    Fast::Waiting(answer) => {
+                        let _in_flight = super::drain::InFlight::start();
+                        match answer.await {
+                            Ok(Some(r)) => Some(r),
+                            // The direct path gave up: the chain asks again.
+                            _ => handle(&lr, msg.to_vec(), client, local, Proto::Tcp).await,
+                        }
+                    }
+                    Fast::Forwarded | Fast::Slow => {
                         let msg = msg.to_vec();
                         let _in_flight = super::drain::InFlight::start();
                         handle(&lr, msg, client, local, Proto::Tcp).await

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::fast::{try_serve, Fast, UdpReturn};
+use super::fast::{try_serve, Fast, MissRoute, UdpReturn};
 use super::handle::handle;
 use super::mmsg::{send_many, RecvBatch};
 use super::request::Proto;
@@ -63,12 +63,12 @@ pub fn serve(
         for i in 0..n {
             let Some(client) = batch.source(i) else { continue };
             let (query, _) = batch.datagram(i);
-            match try_serve(&lr, query, client, Proto::Udp, Some((&lr, &ret))) {
+            match try_serve(&lr, query, client, Proto::Udp, MissRoute::Udp(&lr, &ret)) {
                 Fast::Reply(reply) => {
                     replies.push((client, reply));
                     continue;
                 }
-                Fast::Forwarded => continue,
+                Fast::Forwarded | Fast::Waiting(_) => continue,
                 Fast::Slow => {}
             }
             let msg = query.to_vec();

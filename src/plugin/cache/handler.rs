@@ -14,6 +14,7 @@ use super::metrics::{Handles, PerServer};
 use super::setup::Config;
 use super::store::{Entry, Store, Stores};
 use super::wire_scan::{self, rtype, Scan, Section};
+use crate::plugin::fast::{FastAnswer, FastLookup, FastQuery};
 use crate::plugin::{BuildContext, Next, OwnedNext, Plugin};
 use crate::server::wire::{self, bits};
 use crate::server::{Outcome, Proto, Reply, Request};
@@ -228,47 +229,6 @@ impl Cache {
         let Some(q) = Q::new(query, qname_lower, qtype, qclass, do_bit) else { return reply };
         let h = inner.metrics.get(server);
         inner.process(reply, &q, &h, Mode::Miss, now).wire
-    }
-}
-
-/// A query as the server's fast path sees it, before a full [`Request`] exists.
-#[derive(Clone, Copy, Debug)]
-pub struct FastQuery<'a> {
-    /// The listener label (`dns://:53`), for metrics.
-    pub server: &'a str,
-    /// The client's whole query in wire form (header and question; ID, opcode, RD, CD and AD
-    /// are read from it, and a reply's question is spelled as it is here).
-    pub query: &'a [u8],
-    /// The first question's name, lower-cased, with the trailing dot.
-    pub qname_lower: &'a str,
-    /// Question type.
-    pub qtype: u16,
-    /// Question class.
-    pub qclass: u16,
-    /// The DO bit of the client's OPT (false without OPT).
-    pub do_bit: bool,
-    /// The instant of the look-up.
-    pub now: Instant,
-}
-
-/// What [`Cache::lookup_fast`] found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum FastLookup {
-    /// A fresh hit: the reply (without OPT), counted.
-    Hit(Vec<u8>),
-    /// Nothing cached; nothing counted yet.
-    Absent,
-    /// The chain must handle the query; nothing counted.
-    Pass,
-}
-
-impl FastLookup {
-    /// The reply of a hit.
-    pub fn hit(self) -> Option<Vec<u8>> {
-        match self {
-            FastLookup::Hit(out) => Some(out),
-            FastLookup::Absent | FastLookup::Pass => None,
-        }
     }
 }
 
@@ -773,6 +733,24 @@ impl Plugin for Cache {
 
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Outcome> {
         Box::pin(async move { self.inner.serve(req, next).await })
+    }
+
+    fn fast_answer(self: Arc<Self>) -> Option<Arc<dyn FastAnswer>> {
+        Some(self)
+    }
+}
+
+impl FastAnswer for Cache {
+    fn lookup_fast(&self, fq: &FastQuery<'_>) -> FastLookup {
+        Cache::lookup_fast(self, fq)
+    }
+
+    fn count_fast_miss(&self, server: &str) {
+        Cache::count_fast_miss(self, server)
+    }
+
+    fn store_miss_reply(&self, fq: &FastQuery<'_>, reply: Vec<u8>) -> Vec<u8> {
+        Cache::store_miss_reply(self, fq, reply)
     }
 }
 

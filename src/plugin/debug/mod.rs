@@ -1,19 +1,15 @@
 //! The `debug` plugin (setup only): turns off panic recovery and enables debug logging,
-//! process-wide.
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! process-wide. The flag itself lives with the logging ([`crate::observe::logging`]), where
+//! the server reads it too.
 
 pub mod setup;
 
-static ENABLED: AtomicBool = AtomicBool::new(false);
-
 /// True once any server block configured `debug`.
 pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+    crate::observe::logging::debug_enabled()
 }
 
-/// Sets the process-wide debug flag (and turns `[DEBUG]` log lines on or off).
+/// Sets the process-wide debug flag (`[DEBUG]` log lines, no panic recovery).
 pub fn set_enabled(on: bool) {
-    ENABLED.store(on, Ordering::Relaxed);
     crate::observe::logging::set_debug(on);
 }

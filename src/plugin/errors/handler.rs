@@ -146,6 +146,11 @@ impl Plugin for ErrorsHandler {
         "errors"
     }
 
+    fn fast_role(&self) -> crate::plugin::fast::FastRole {
+        // Reports failures only; a reply the fast path sends is not one.
+        crate::plugin::fast::FastRole::Transparent
+    }
+
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             let outcome = next.serve(req).await;

@@ -23,7 +23,7 @@
 //! plugin chain, whose attempt loop retries, fails over and reports errors as usual.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
@@ -35,6 +35,8 @@ use super::metrics::Dropped;
 use super::msg;
 use super::upstream::Upstream;
 use super::waiting::{WaitLimit, WaitSlot};
+use crate::plugin::fast::DirectSend;
+pub use crate::plugin::fast::{Completion, Datagram, DirectOutcome};
 use crate::server::mmsg::{send_many, RecvBatch};
 use crate::server::wire;
 
@@ -50,48 +52,6 @@ const READ_SIZE: usize = 4096 + 1;
 pub(super) const TICK: Duration = Duration::from_millis(100);
 /// Attempts at finding a free message ID before giving up on the fast path.
 pub(super) const ID_TRIES: usize = 8;
-
-/// How a query sent on the direct path ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum DirectOutcome {
-    /// The upstream's reply, checked, with the client's message ID restored.
-    Reply(Vec<u8>),
-    /// No usable reply (timeout, mismatch, malformed, too large to judge here).
-    Failed,
-}
-
-/// A datagram a completion wants sent: the responder sends a batch's worth together.
-pub struct Datagram {
-    /// The socket to send from.
-    pub sock: Arc<UdpSocket>,
-    /// The destination.
-    pub to: SocketAddr,
-    /// The payload.
-    pub bytes: Vec<u8>,
-}
-
-/// Called once with the outcome, on the responder thread; may return a datagram to send.
-pub type Completion = Box<dyn FnOnce(DirectOutcome) -> Option<Datagram> + Send>;
-
-/// The direct path `forward` chose for one query.
-#[derive(Clone, Copy)]
-pub enum DirectRef<'a> {
-    /// The upstream's shared UDP socket.
-    Udp(&'a Arc<DirectUdp>),
-    /// One of the upstream's shared TCP connections (`force_tcp`), already up.
-    Tcp(&'a Arc<super::direct_tcp::DirectTcp>, usize),
-}
-
-impl DirectRef<'_> {
-    /// Sends `query` (see [`DirectUdp::send`]; over TCP the reply is not limited to `limit`,
-    /// as with the pooled stream exchange).
-    pub fn send(&self, query: Vec<u8>, limit: usize, done: Completion) -> Result<(), Completion> {
-        match self {
-            DirectRef::Udp(d) => d.send(query, limit, done),
-            DirectRef::Tcp(d, index) => d.send(query, *index, done),
-        }
-    }
-}
 
 /// A query sent on a direct path, waiting for its reply.
 pub(super) struct Pending {
@@ -266,6 +226,12 @@ fn retire(state: &mut SockState, batch: &mut RecvBatch, each: impl FnMut(&[u8], 
     let Some(fd) = state.fd.as_ref().map(|f| f.as_raw_fd()) else { return };
     if !(release_port(fd) && drain(fd, batch, each)) {
         state.fd = None;
+    }
+}
+
+impl DirectSend for DirectUdp {
+    fn send(&self, _conn: usize, query: Vec<u8>, limit: usize, done: Completion) -> Result<(), Completion> {
+        DirectUdp::send(self, query, limit, done)
     }
 }
 
@@ -549,6 +515,7 @@ pub(super) fn judge(reply: &[u8], cut: bool, p: &Pending) -> DirectOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::UdpSocket;
 
     fn local_port(fd: RawFd) -> u16 {
         // SAFETY: all-zero is a valid sockaddr_in.

@@ -21,6 +21,7 @@ use super::direct::{judge, send_all, Completion, Datagram, DirectOutcome, Pendin
 use super::msg;
 use super::upstream::Upstream;
 use super::waiting::WaitLimit;
+use crate::plugin::fast::DirectSend;
 use crate::server::wire;
 
 /// Connections per upstream (CoreDNS answers the queries of one TCP connection one at a time).
@@ -59,6 +60,13 @@ impl std::fmt::Debug for DirectTcp {
 
 fn conn_tag(slot: usize, generation: u32) -> u64 {
     ((slot as u64) << 32) | u64::from(generation)
+}
+
+impl DirectSend for DirectTcp {
+    /// Over TCP the reply is not limited to `limit`, as with the pooled stream exchange.
+    fn send(&self, conn: usize, query: Vec<u8>, _limit: usize, done: Completion) -> Result<(), Completion> {
+        DirectTcp::send(self, query, conn, done)
+    }
 }
 
 impl DirectTcp {

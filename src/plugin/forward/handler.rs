@@ -9,13 +9,13 @@ use futures_util::future::BoxFuture;
 use hickory_proto::op::ResponseCode;
 use rand::Rng;
 
-use super::direct::DirectRef;
 use super::inflight::{Inflight, Role};
 use super::metrics::families;
 use super::msg;
 use super::policy::{Policy, MAX_ORDER};
 use super::setup::Stanza;
 use super::upstream::{ExchangeError, Net, Upstream};
+use crate::plugin::fast::{ConcurrencySlot, DirectTarget, FastUpstream};
 use crate::plugin::{Next, Plugin};
 use crate::server::wire::{self, bits};
 use crate::server::{Outcome, Proto, Reply, Request};
@@ -91,27 +91,6 @@ impl Drop for ConcurrencyGuard<'_> {
     }
 }
 
-/// One query's place under `max_concurrent`, held by a query on the direct path until it
-/// ends (reply, failure, timeout or hand-over to the chain): dropping it gives the place back.
-#[derive(Debug)]
-pub struct ConcurrencySlot(Arc<AtomicU64>);
-
-impl Drop for ConcurrencySlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Where [`Forward::direct_target`] sends a query, and the concurrency place it holds.
-pub struct DirectTarget<'a> {
-    /// The upstream's direct path.
-    pub path: DirectRef<'a>,
-    /// The query's place under `max_concurrent` (None when the line has no limit). Keep it
-    /// until the query ends; drop it before handing the query to the chain, which counts the
-    /// query again.
-    pub slot: Option<ConcurrencySlot>,
-}
-
 impl Forward {
     /// A handler for `s` using `upstreams` (parallel to `s.upstreams`).
     pub fn new(s: &Stanza, mut upstreams: Vec<Arc<Upstream>>) -> Forward {
@@ -150,37 +129,43 @@ impl Forward {
         &self.upstreams
     }
 
-    /// For the server's fast miss path: the direct path (UDP, or TCP with `force_tcp`) of the
-    /// upstream this line would try first for a UDP query for `qname_lower`, when the line
-    /// handles the name, needs no failover, that upstream is not marked down and (with
-    /// `max_concurrent`) a place is free, which the returned target then holds. Anything else
-    /// (and any failure on the direct path) belongs to the chain: a query over the limit is
-    /// refused and counted there, exactly once.
-    pub fn direct_target(&self, qname_lower: &str) -> Option<DirectTarget<'_>> {
+    /// For the server's fast miss path: the direct path (UDP, or TCP for `force_tcp` and for
+    /// TCP clients without `prefer_udp`) of the upstream this line would try first for a
+    /// query for `qname_lower` from a `client` over that transport, when the line handles the
+    /// name, needs no failover, that upstream is not marked down and (with `max_concurrent`)
+    /// a place is free, which the returned target then holds. Anything else (and any failure
+    /// on the direct path) belongs to the chain: a query over the limit is refused and counted
+    /// there, exactly once.
+    pub fn direct_target(&self, qname_lower: &str, client: Proto) -> Option<DirectTarget<'_>> {
         if !self.direct_ok || !self.matches(qname_lower) {
+            return None;
+        }
+        let net = self.net_for(client, self.force_tcp);
+        if client == Proto::Tcp && net == Net::Udp {
+            // A TCP client's reply over UDP may come back truncated: the attempt loop's business.
             return None;
         }
         let order = self.policy.order(self.upstreams.len());
         let idx = *order.as_slice().iter().find(|&&i| !self.upstreams[i as usize].down(self.max_fails))?;
         let up = &self.upstreams[idx as usize];
-        let path = if self.force_tcp {
-            let tcp = up.direct_tcp()?;
-            DirectRef::Tcp(tcp, tcp.pick()?)
-        } else {
-            DirectRef::Udp(up.direct()?)
+        let (path, conn): (&dyn crate::plugin::fast::DirectSend, usize) = match net {
+            Net::Tcp => {
+                let tcp = up.direct_tcp()?;
+                (tcp.as_ref(), tcp.pick()?)
+            }
+            Net::Udp => (up.direct()?.as_ref(), 0),
         };
-        let slot = if self.max_concurrent > 0 { Some(self.try_slot()?) } else { None };
-        Some(DirectTarget { path, slot })
+        let slot = if self.max_concurrent > 0 {
+            Some(ConcurrencySlot::try_take(&self.concurrent, self.max_concurrent)?)
+        } else {
+            None
+        };
+        Some(DirectTarget { path, conn, slot })
     }
 
-    /// Takes a place under `max_concurrent` if one is free. Unlike the chain's count-then-check
-    /// it never raises the counter past the limit, so a query that finds no place here does
-    /// not make a concurrent one over-count.
-    fn try_slot(&self) -> Option<ConcurrencySlot> {
-        self.concurrent
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < self.max_concurrent).then_some(n + 1))
-            .ok()
-            .map(|_| ConcurrencySlot(self.concurrent.clone()))
+    /// Whether this line, followed by others, may hand a reply's query on to them (`next`).
+    fn may_pass_on(&self) -> bool {
+        !self.next_rcodes.is_empty() || self.next_on_nodata
     }
 
     fn matches(&self, qname: &str) -> bool {
@@ -394,12 +379,22 @@ impl ForwardChain {
         &self.forwards
     }
 
-    /// [`Forward::direct_target`] of a single `forward` line (several lines need the chain).
-    pub fn direct_target(&self, qname_lower: &str) -> Option<DirectTarget<'_>> {
-        match self.forwards.as_slice() {
-            [only] => only.direct_target(qname_lower),
-            _ => None,
+    /// [`Forward::direct_target`] of the line that would handle `qname_lower`: the first line
+    /// whose zone holds the name. None when that line may hand the query on to a later one
+    /// (`next`), which needs the chain.
+    pub fn direct_target(&self, qname_lower: &str, client: Proto) -> Option<DirectTarget<'_>> {
+        let last = self.forwards.len().checked_sub(1)?;
+        let (i, line) = self.forwards.iter().enumerate().find(|(_, f)| f.matches(qname_lower))?;
+        if i < last && line.may_pass_on() {
+            return None;
         }
+        line.direct_target(qname_lower, client)
+    }
+}
+
+impl FastUpstream for ForwardChain {
+    fn direct_target(&self, qname_lower: &str, client: Proto) -> Option<DirectTarget<'_>> {
+        ForwardChain::direct_target(self, qname_lower, client)
     }
 }
 
@@ -410,6 +405,10 @@ impl Plugin for ForwardChain {
 
     fn name(&self) -> &'static str {
         "forward"
+    }
+
+    fn fast_upstream(self: Arc<Self>) -> Option<Arc<dyn FastUpstream>> {
+        Some(self)
     }
 
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Outcome> {

@@ -290,6 +290,10 @@ impl PluginConfig for Config {
     fn as_any(&self) -> &dyn Any {
         self
     }
+
+    fn takes_any_class(&self) -> bool {
+        true
+    }
 }
 
 /// Parses every `forward` occurrence in a block.

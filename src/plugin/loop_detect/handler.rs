@@ -164,6 +164,11 @@ impl Plugin for Loop {
         "loop"
     }
 
+    fn fast_role(&self) -> crate::plugin::fast::FastRole {
+        // Only its HINFO probe is its business; every other query passes untouched.
+        crate::plugin::fast::FastRole::ActsOnType(u16::from(RecordType::HINFO))
+    }
+
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
     }

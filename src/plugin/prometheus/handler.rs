@@ -124,6 +124,15 @@ impl Plugin for Prometheus {
         "prometheus"
     }
 
+    fn fast_role(&self) -> crate::plugin::fast::FastRole {
+        // The fast path records the same `coredns_dns_*` series itself.
+        crate::plugin::fast::FastRole::Transparent
+    }
+
+    fn records_dns_metrics(&self) -> bool {
+        true
+    }
+
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             let out = next.serve(req).await;

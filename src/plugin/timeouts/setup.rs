@@ -52,6 +52,15 @@ impl PluginConfig for Config {
     fn as_any(&self) -> &dyn Any {
         self
     }
+
+    fn server_timeouts(&self) -> Option<crate::plugin::ServerTimeouts> {
+        Some(crate::plugin::ServerTimeouts {
+            read: self.read,
+            write: self.write,
+            idle: self.idle,
+            max_tcp_queries: self.max_tcp_queries,
+        })
+    }
 }
 
 /// CoreDNS's `durations.NewDurationFromArg`: a bare integer means seconds.
