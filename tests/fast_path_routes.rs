@@ -103,7 +103,8 @@ fn a_query_edns(id: u16, name: &str) -> Vec<u8> {
 #[test]
 fn tcp_client_misses_take_the_direct_path() {
     let (up, seen) = upstream();
-    let mut srv = Server::start(&format!(".:{{PORT}} {{\n    prometheus 127.0.0.1:0\n    cache\n    forward . {up}\n}}\n"));
+    let mut srv =
+        Server::start(&format!(".:{{PORT}} {{\n    prometheus 127.0.0.1:0\n    cache\n    forward . {up}\n}}\n"));
     // The direct path's upstream connection opens on first use (that query takes the chain).
     warm_tcp(&srv, "example.");
     for i in 0..5u16 {

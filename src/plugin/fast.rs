@@ -5,7 +5,9 @@
 //! of or between them. [`FastBlock::plan`] puts a block's capabilities together once, when the
 //! block is built; the server then uses only what this module names.
 
+use std::cell::RefCell;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -204,4 +206,69 @@ impl FastBlock {
     pub fn has_upstream(&self) -> bool {
         self.upstream.is_some()
     }
+}
+
+/// A direct path whose replies a listener thread may collect itself while it has misses out,
+/// instead of leaving them to the path's own thread: one thread then both reads the clients'
+/// queries and completes their misses, with no hand-over between two threads per reply.
+pub trait ReplyPump: Send + Sync {
+    /// A descriptor (an epoll set) that is readable while replies are waiting to be read.
+    fn ready_fd(&self) -> RawFd;
+    /// Whether queries sent on the path are waiting for their replies.
+    fn waiting(&self) -> bool;
+    /// Completes, without blocking, the queries whose replies have arrived, and sends the
+    /// clients' replies. Does nothing while another thread is at it.
+    fn pump(&self);
+    /// A listener thread starts (true) or stops (false) watching [`ReplyPump::ready_fd`];
+    /// while any does, the path's own thread only sweeps (timeouts, idle sockets).
+    fn watch(&self, on: bool);
+    /// Whether the path still serves (false once a reload dropped it): a watcher lets go of
+    /// a pump that is not.
+    fn alive(&self) -> bool;
+    /// The key it was offered under (see [`offer_pump`]).
+    fn key(&self) -> u64;
+}
+
+thread_local! {
+    /// The pumps this thread sent queries on that its listener loop has not taken yet, and
+    /// the keys of all it has offered and still holds.
+    static OFFERED: RefCell<(Vec<Arc<dyn ReplyPump>>, Vec<u64>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// A key for a new path to offer its pump under (unique in the process).
+pub fn new_pump_key() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Called by a path after it sent a query: the first time on this thread, `make` gives the
+/// pump for the thread's listener loop to take with [`take_offered_pumps`].
+pub fn offer_pump(key: u64, make: impl FnOnce() -> Option<Arc<dyn ReplyPump>>) {
+    OFFERED.with(|o| {
+        let mut o = o.borrow_mut();
+        if o.1.contains(&key) {
+            return;
+        }
+        if let Some(p) = make() {
+            o.1.push(key);
+            o.0.push(p);
+        }
+    });
+}
+
+/// The pumps offered on this thread since the last call.
+pub fn take_offered_pumps() -> Vec<Arc<dyn ReplyPump>> {
+    OFFERED.with(|o| {
+        let mut o = o.borrow_mut();
+        if o.0.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut o.0)
+        }
+    })
+}
+
+/// Forgets a pump this thread let go of (a later query on its path offers it anew).
+pub fn forget_offered_pump(key: u64) {
+    OFFERED.with(|o| o.borrow_mut().1.retain(|k| *k != key));
 }

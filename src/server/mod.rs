@@ -7,6 +7,7 @@ pub mod fast;
 pub mod handle;
 pub mod listeners;
 pub mod mmsg;
+pub mod pump_watch;
 pub mod query;
 pub mod reply;
 pub mod request;

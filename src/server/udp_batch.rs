@@ -12,11 +12,16 @@ use arc_swap::ArcSwap;
 use super::fast::{try_serve, Fast, MissRoute, UdpReturn};
 use super::handle::handle;
 use super::mmsg::{send_many, RecvBatch};
+use super::pump_watch::PumpWatch;
 use super::request::Proto;
 use super::runtime::ListenerRuntime;
 
 /// Queries read per `recvmmsg`.
 pub const BATCH: usize = 32;
+
+/// The longest wait for a query or a reply while misses are out (as the socket's read
+/// timeout bounds a wait in `recvmmsg`), so that a stop request is seen.
+const WAIT_MS: i32 = 200;
 
 /// CoreDNS reads UDP queries into a 512-byte buffer (miekg/dns's default UDPSize).
 const READ_SIZE: usize = 512;
@@ -42,6 +47,8 @@ pub fn serve(
     let mut replies: Vec<(SocketAddr, Vec<u8>)> = Vec::with_capacity(BATCH);
     let ret = UdpReturn { sock: sock.clone(), local, rt: rt.clone() };
     let mut left_group = false;
+    // Without an epoll set of its own the thread leaves replies to the paths' threads.
+    let mut watch = PumpWatch::new(fd).ok();
     loop {
         match stop.load(Ordering::Relaxed) {
             RUN => {}
@@ -50,7 +57,22 @@ pub fn serve(
             LEAVE => left_group = !local.ip().is_unspecified(),
             _ => break,
         }
-        let n = if left_group { drain_once(&mut batch, fd) } else { batch.recv(fd) };
+        let n = if left_group {
+            // Replies to misses still out are left to their paths' own threads.
+            watch = None;
+            drain_once(&mut batch, fd)
+        } else {
+            let out = watch.as_mut().and_then(|w| {
+                w.refresh();
+                w.waiting().then_some(w)
+            });
+            match out {
+                // Misses are out: wait for a query or a reply, whichever comes first.
+                Some(w) if w.wait(WAIT_MS) => batch.try_recv(fd).unwrap_or(0),
+                Some(_) => 0,
+                None => batch.recv(fd),
+            }
+        };
         if n == 0 {
             if left_group {
                 // Everything queued before the socket left its group has been answered.

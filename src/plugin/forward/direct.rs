@@ -25,7 +25,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -35,8 +35,8 @@ use super::metrics::Dropped;
 use super::msg;
 use super::upstream::Upstream;
 use super::waiting::{WaitLimit, WaitSlot};
-use crate::plugin::fast::DirectSend;
 pub use crate::plugin::fast::{Completion, Datagram, DirectOutcome};
+use crate::plugin::fast::{DirectSend, ReplyPump};
 use crate::server::mmsg::{send_many, RecvBatch};
 use crate::server::wire;
 
@@ -104,6 +104,17 @@ pub struct DirectUdp {
     upstream: Weak<Upstream>,
     limit: Arc<WaitLimit>,
     read_timeout: Duration,
+    /// This path, for offering it as a [`ReplyPump`] to the threads that send on it.
+    self_ref: Weak<DirectUdp>,
+    /// Its key among the pumps a thread was offered.
+    key: u64,
+    /// Queries sent and not yet completed.
+    outstanding: AtomicUsize,
+    /// Listener threads watching the epoll set (see [`ReplyPump`]).
+    watchers: AtomicUsize,
+    /// Held while a thread reads the epoll set and completes what it reported, so that an
+    /// event is handled once, by one thread, before any other thread reads the set again.
+    poll_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for DirectUdp {
@@ -229,6 +240,45 @@ fn retire(state: &mut SockState, batch: &mut RecvBatch, each: impl FnMut(&[u8], 
     }
 }
 
+thread_local! {
+    /// A listener thread's buffers for [`DirectUdp::pump_ready`]: events, reads, replies.
+    static PUMP_SCRATCH: std::cell::RefCell<(Vec<libc::epoll_event>, RecvBatch, Vec<Datagram>)> = std::cell::RefCell::new((
+        vec![libc::epoll_event { events: 0, u64: 0 }; BATCH],
+        RecvBatch::new(READ_BATCH, READ_SIZE),
+        Vec::with_capacity(BATCH),
+    ));
+}
+
+impl ReplyPump for DirectUdp {
+    fn ready_fd(&self) -> RawFd {
+        self.epoll.as_raw_fd()
+    }
+
+    fn waiting(&self) -> bool {
+        self.outstanding.load(Ordering::Relaxed) > 0
+    }
+
+    fn pump(&self) {
+        self.pump_ready();
+    }
+
+    fn watch(&self, on: bool) {
+        if on {
+            self.watchers.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.watchers.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn alive(&self) -> bool {
+        self.upstream.strong_count() > 0
+    }
+
+    fn key(&self) -> u64 {
+        self.key
+    }
+}
+
 impl DirectSend for DirectUdp {
     fn send(&self, _conn: usize, query: Vec<u8>, limit: usize, done: Completion) -> Result<(), Completion> {
         DirectUdp::send(self, query, limit, done)
@@ -251,7 +301,7 @@ impl DirectUdp {
         }
         // SAFETY: `epfd` is a new descriptor owned by nothing else.
         let epoll = unsafe { OwnedFd::from_raw_fd(epfd) };
-        let direct = Arc::new(DirectUdp {
+        let direct = Arc::new_cyclic(|self_ref| DirectUdp {
             epoll,
             addr: upstream.addr,
             to: socket2::SockAddr::from(upstream.addr),
@@ -263,6 +313,11 @@ impl DirectUdp {
             upstream: Arc::downgrade(upstream),
             limit,
             read_timeout,
+            self_ref: self_ref.clone(),
+            key: crate::plugin::fast::new_pump_key(),
+            outstanding: AtomicUsize::new(0),
+            watchers: AtomicUsize::new(0),
+            poll_lock: Mutex::new(()),
         });
         let thread_ref = direct.clone();
         std::thread::Builder::new().name(format!("fwd-{}", upstream.addr)).spawn(move || thread_ref.respond())?;
@@ -370,6 +425,11 @@ impl DirectUdp {
         }
         state.pending =
             Some(Box::new(Pending { sent, client_id, limit, started: Instant::now(), conn: 0, done, _slot: slot }));
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        drop(state);
+        crate::plugin::fast::offer_pump(self.key, || {
+            self.self_ref.upgrade().map(|me| me as Arc<dyn crate::plugin::fast::ReplyPump>)
+        });
         Ok(())
     }
 
@@ -385,9 +445,18 @@ impl DirectUdp {
         let mut out: Vec<Datagram> = Vec::with_capacity(BATCH);
         let tick_ms = TICK.as_millis() as libc::c_int;
         loop {
+            // While listener threads watch the set they complete the replies; this thread
+            // then only looks in once per tick (for what they left) and sweeps.
+            let wait_ms = if self.watchers.load(Ordering::Relaxed) > 0 {
+                std::thread::sleep(TICK);
+                0
+            } else {
+                tick_ms
+            };
+            let guard = self.poll_lock.lock();
             // SAFETY: `events` is a live array of BATCH entries.
             let n =
-                unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), BATCH as libc::c_int, tick_ms) };
+                unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), BATCH as libc::c_int, wait_ms) };
             let upstream = self.upstream.upgrade();
             for ev in events.iter().take(n.max(0) as usize) {
                 let token = ev.u64 as u32;
@@ -407,10 +476,33 @@ impl DirectUdp {
                     idle_low = usize::MAX;
                 }
             }
+            drop(guard);
             if upstream.is_none() {
                 return;
             }
         }
+    }
+
+    /// Reads the epoll set without waiting and completes what it reports (see
+    /// [`ReplyPump::pump`]); nothing when another thread holds the set.
+    fn pump_ready(&self) {
+        let Some(_guard) = self.poll_lock.try_lock() else { return };
+        PUMP_SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let (events, batch, out) = &mut *scratch;
+            // SAFETY: `events` is a live array of BATCH entries.
+            let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), BATCH as libc::c_int, 0) };
+            if n <= 0 {
+                return;
+            }
+            let upstream = self.upstream.upgrade();
+            for ev in events.iter().take(n as usize) {
+                if let Some(d) = self.readable(ev.u64 as u32, batch, upstream.as_deref()) {
+                    out.push(d);
+                }
+            }
+            send_all(out);
+        });
     }
 
     /// Handles a readable socket: gives its port back first, so that what is queued is all
@@ -427,6 +519,7 @@ impl DirectUdp {
             retire(&mut state, batch, |_, _, _| {});
             return None;
         };
+        self.outstanding.fetch_sub(1, Ordering::Relaxed);
         let mut outcome: Option<DirectOutcome> = None;
         retire(&mut state, batch, |got, cut, from| {
             // Address and port only: an IPv6 sender's flow label is no part of who sent it.
@@ -466,7 +559,10 @@ impl DirectUdp {
             if !late {
                 continue;
             }
-            expired.extend(state.pending.take());
+            if let Some(p) = state.pending.take() {
+                self.outstanding.fetch_sub(1, Ordering::Relaxed);
+                expired.push(p);
+            }
             retire(&mut state, batch, |_, _, _| {});
             self.put_token(token as u32, &mut state);
         }
