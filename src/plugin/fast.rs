@@ -229,10 +229,16 @@ pub trait ReplyPump: Send + Sync {
     fn key(&self) -> u64;
 }
 
+/// A thread's offered pumps: those its listener loop has not taken yet, and the keys of all
+/// it has offered and still holds.
+#[derive(Default)]
+struct Offered {
+    fresh: Vec<Arc<dyn ReplyPump>>,
+    keys: Vec<u64>,
+}
+
 thread_local! {
-    /// The pumps this thread sent queries on that its listener loop has not taken yet, and
-    /// the keys of all it has offered and still holds.
-    static OFFERED: RefCell<(Vec<Arc<dyn ReplyPump>>, Vec<u64>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static OFFERED: RefCell<Offered> = RefCell::new(Offered::default());
 }
 
 /// A key for a new path to offer its pump under (unique in the process).
@@ -246,12 +252,12 @@ pub fn new_pump_key() -> u64 {
 pub fn offer_pump(key: u64, make: impl FnOnce() -> Option<Arc<dyn ReplyPump>>) {
     OFFERED.with(|o| {
         let mut o = o.borrow_mut();
-        if o.1.contains(&key) {
+        if o.keys.contains(&key) {
             return;
         }
         if let Some(p) = make() {
-            o.1.push(key);
-            o.0.push(p);
+            o.keys.push(key);
+            o.fresh.push(p);
         }
     });
 }
@@ -260,15 +266,15 @@ pub fn offer_pump(key: u64, make: impl FnOnce() -> Option<Arc<dyn ReplyPump>>) {
 pub fn take_offered_pumps() -> Vec<Arc<dyn ReplyPump>> {
     OFFERED.with(|o| {
         let mut o = o.borrow_mut();
-        if o.0.is_empty() {
+        if o.fresh.is_empty() {
             Vec::new()
         } else {
-            std::mem::take(&mut o.0)
+            std::mem::take(&mut o.fresh)
         }
     })
 }
 
 /// Forgets a pump this thread let go of (a later query on its path offers it anew).
 pub fn forget_offered_pump(key: u64) {
-    OFFERED.with(|o| o.borrow_mut().1.retain(|k| *k != key));
+    OFFERED.with(|o| o.borrow_mut().keys.retain(|k| *k != key));
 }
