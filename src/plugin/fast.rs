@@ -168,6 +168,10 @@ pub struct FastBlock {
     upstream: Option<Arc<dyn FastUpstream>>,
     /// Query types the plugins between them act on (those misses need the chain).
     chain_types: Vec<u16>,
+    /// The answerer's name, for the `plugin` label of a reply it wrote.
+    pub answer_name: &'static str,
+    /// The upstream plugin's name, for the `plugin` label of a miss's reply.
+    pub upstream_name: &'static str,
 }
 
 impl FastBlock {
@@ -180,7 +184,9 @@ impl FastBlock {
             return None;
         }
         let answer = chain[at].clone().fast_answer()?;
+        let answer_name = chain[at].name();
         let mut chain_types = Vec::new();
+        let mut upstream_name = "";
         let upstream = chain.get(at + 1..).and_then(|rest| {
             let (last, between) = rest.split_last()?;
             for p in between {
@@ -189,9 +195,10 @@ impl FastBlock {
                     FastRole::Opaque | FastRole::Transparent => return None,
                 }
             }
+            upstream_name = last.name();
             last.clone().fast_upstream()
         });
-        Some(FastBlock { answer, upstream, chain_types })
+        Some(FastBlock { answer, upstream, chain_types, answer_name, upstream_name })
     }
 
     /// The upstream a miss of type `qtype` may be sent to directly.

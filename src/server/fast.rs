@@ -201,7 +201,7 @@ pub fn try_serve(lr: &ListenerRuntime, buf: &[u8], client: SocketAddr, proto: Pr
             request_size: buf.len(),
             response_size,
             rcode: wire::rcode(&out),
-            plugin: "cache",
+            plugin: fast.answer_name,
             duration: started.elapsed(),
         });
     }
@@ -315,7 +315,7 @@ fn answer_miss(lr: &ListenerRuntime, miss: &Miss, local: SocketAddr, reply: Vec<
             request_size: query.len(),
             response_size,
             rcode,
-            plugin: "forward",
+            plugin: fast.upstream_name,
             duration: miss.started.elapsed(),
         });
     }
