@@ -146,6 +146,18 @@ pub trait PluginConfig: Debug + Send + Sync + Any {
 
     /// For consumers that need the concrete type (e.g. the listener plan reading `bind`).
     fn as_any(&self) -> &dyn Any;
+
+    /// The HTTP endpoint this plugin asks the process to serve (`health`, `ready`,
+    /// `prometheus`); `None` for every other plugin.
+    fn http_endpoint(&self) -> Option<crate::observe::http::EndpointSpec> {
+        None
+    }
+
+    /// `ready`'s `monitor continuously`: keep asking handlers after they were ready once.
+    /// `false` for every other plugin.
+    fn ready_continuously(&self) -> bool {
+        false
+    }
 }
 
 /// State kept across reloads: plugin instances look up what the previous runtime left
