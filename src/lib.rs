@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod corefile;
+pub mod dnsname;
 pub mod engine;
 pub mod gocompat;
 pub mod goflag;
