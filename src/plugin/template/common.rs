@@ -60,40 +60,6 @@ pub fn reply_to(req: &Request) -> Result<Message, String> {
     Ok(m)
 }
 
-/// Walks a DNS message and returns the byte offset of the OPT record's CLASS field (the
-/// advertised UDP size), if the message has one.
-pub fn opt_class_offset(wire: &[u8]) -> Option<usize> {
-    fn skip_name(w: &[u8], mut i: usize) -> Option<usize> {
-        loop {
-            let len = *w.get(i)? as usize;
-            if len == 0 {
-                return Some(i + 1);
-            }
-            if len & 0xc0 == 0xc0 {
-                w.get(i + 1)?;
-                return Some(i + 2);
-            }
-            i += 1 + len;
-        }
-    }
-    let count = |i: usize| -> Option<usize> { Some(u16::from_be_bytes([*wire.get(i)?, *wire.get(i + 1)?]) as usize) };
-    let (qd, an, ns, ar) = (count(4)?, count(6)?, count(8)?, count(10)?);
-    let mut i = 12;
-    for _ in 0..qd {
-        i = skip_name(wire, i)? + 4;
-    }
-    for n in 0..an + ns + ar {
-        i = skip_name(wire, i)?;
-        let rtype = count(i)?;
-        let rdlen = count(i + 8)?;
-        if n >= an + ns && rtype == 41 {
-            return Some(i + 2);
-        }
-        i += 10 + rdlen;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
