@@ -9,6 +9,8 @@
 pub mod cli;
 pub mod config;
 pub mod corefile;
+pub mod dnsmsg;
+pub mod dnsname;
 pub mod engine;
 pub mod gocompat;
 pub mod goflag;

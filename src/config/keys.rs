@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::corefile::{CorefileError, ErrorKind, Token};
+use crate::dnsname;
 
 use super::plan::{Transport, ZoneKey};
 
@@ -14,7 +15,7 @@ pub fn normalize_key(tok: &Token, default_port: u16) -> Result<Vec<ZoneKey>, Cor
     let (transport, rest) = split_transport(&tok.text).map_err(err)?;
     let (hosts, port) = split_host_port(rest).map_err(err)?;
     for h in &hosts {
-        split_host_port(&fqdn(h)).map_err(err)?;
+        split_host_port(&dnsname::fqdn_escaped(h)).map_err(err)?;
     }
     let port = match port {
         Some(p) => u16::try_from(p).map_err(|_| err(format!("address {p}: invalid port")))?,
@@ -24,12 +25,7 @@ pub fn normalize_key(tok: &Token, default_port: u16) -> Result<Vec<ZoneKey>, Cor
             Transport::Grpc | Transport::Https | Transport::Https3 => 443,
         },
     };
-    Ok(hosts.iter().map(|h| ZoneKey { transport, zone: normalize_name(h), port }).collect())
-}
-
-/// Lower-cases and fully qualifies a domain name (CoreDNS's `plugin.Name.Normalize`).
-pub fn normalize_name(name: &str) -> String {
-    fqdn(name).to_lowercase()
+    Ok(hosts.iter().map(|h| ZoneKey { transport, zone: dnsname::normalize_unicode(h), port }).collect())
 }
 
 /// Strips a `scheme://` prefix; no prefix means `dns`.
@@ -96,29 +92,12 @@ fn go_quote(s: &str) -> String {
     format!("{s:?}")
 }
 
-/// Appends a dot unless the name already ends in an unescaped one (miekg's `dns.Fqdn`).
-fn fqdn(s: &str) -> String {
-    if is_fqdn(s) {
-        s.to_string()
-    } else {
-        format!("{s}.")
-    }
-}
-
-fn is_fqdn(s: &str) -> bool {
-    let Some(body) = s.strip_suffix('.') else {
-        return false;
-    };
-    let backslashes = body.bytes().rev().take_while(|b| *b == b'\\').count();
-    backslashes % 2 == 0
-}
-
 /// miekg's `dns.IsDomainName`: label lengths, total length, no empty labels, escapes.
 pub fn is_domain_name(s: &str) -> bool {
     if s.is_empty() {
         return false;
     }
-    let s = fqdn(s);
+    let s = dnsname::fqdn_escaped(s);
     let b = s.as_bytes();
     const LENMSG: usize = 256;
     let (mut off, mut begin, mut was_dot, mut escape) = (0usize, 0usize, false, false);

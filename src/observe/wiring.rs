@@ -23,9 +23,7 @@ pub fn after_build(plan: &Plan, chains: &[Chain]) -> Result<(), String> {
     for (i, block) in plan.blocks.iter().enumerate() {
         endpoints.extend(block.plugins.iter().filter_map(|cfg| http::endpoint_for(cfg.as_ref())));
         let Some(ready) = block.plugin("ready") else { continue };
-        if let Some(cfg) = ready.as_any().downcast_ref::<crate::plugin::ready::setup::Config>() {
-            continuously |= cfg.continuously;
-        }
+        continuously |= ready.ready_continuously();
         for handler in chains.get(i).map(|c| c.iter()).into_iter().flatten() {
             let h = handler.clone();
             checks.push((handler.name().to_string(), Arc::new(move || h.ready())));

@@ -178,6 +178,18 @@ pub trait PluginConfig: Debug + Send + Sync + Any {
     fn takes_any_class(&self) -> bool {
         false
     }
+
+    /// The HTTP endpoint this plugin asks the process to serve (`health`, `ready`,
+    /// `prometheus`); `None` for every other plugin.
+    fn http_endpoint(&self) -> Option<crate::observe::http::EndpointSpec> {
+        None
+    }
+
+    /// `ready`'s `monitor continuously`: keep asking handlers after they were ready once.
+    /// `false` for every other plugin.
+    fn ready_continuously(&self) -> bool {
+        false
+    }
 }
 
 /// TCP deadlines and limits for a listener; None keeps the server's default.

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use self::serve::RouteState;
 use crate::gocompat::duration;
+use crate::plugin::PluginConfig;
 
 /// A path an endpoint serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -340,13 +341,7 @@ pub async fn final_shutdown() {
 
 /// The endpoint a `health`, `ready` or `prometheus` configuration asks for (None for other
 /// plugins). Collect these over every block and pass them to [`apply`].
-pub fn endpoint_for(cfg: &dyn crate::plugin::PluginConfig) -> Option<EndpointSpec> {
-    let any = cfg.as_any();
-    if let Some(c) = any.downcast_ref::<crate::plugin::health::setup::Config>() {
-        return Some(c.endpoint());
-    }
-    if let Some(c) = any.downcast_ref::<crate::plugin::ready::setup::Config>() {
-        return Some(c.endpoint());
-    }
-    any.downcast_ref::<crate::plugin::prometheus::setup::Config>().map(|c| c.endpoint())
+/// Each plugin says what it wants through [`PluginConfig::http_endpoint`].
+pub fn endpoint_for(cfg: &dyn PluginConfig) -> Option<EndpointSpec> {
+    cfg.http_endpoint()
 }

@@ -2,7 +2,7 @@
 
 use futures_util::future::BoxFuture;
 
-use crate::plugin::template::common::opt_class_offset;
+use crate::dnsmsg::opt_class_offset;
 use crate::plugin::{Next, Plugin};
 use crate::server::{Outcome, Request};
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::corefile::{CorefileError, Dispenser};
+use crate::dnsname;
 use crate::gocompat::duration::{format_std, parse_duration, parse_nonneg};
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
 
@@ -210,11 +211,7 @@ pub fn normalize_zone(arg: &str) -> String {
             }
         }
     }
-    let mut z = s.to_ascii_lowercase();
-    if !z.ends_with('.') {
-        z.push('.');
-    }
-    z
+    dnsname::normalize(s)
 }
 
 /// Parses every `cache` occurrence in a block (only one is allowed).
@@ -352,7 +349,7 @@ fn parse_inner(d: &mut Dispenser, ctx: &SetupContext) -> Result<Config, Corefile
                         return Err(d.arg_err());
                     }
                     let zones: Vec<String> = if args.len() > 1 {
-                        args[1..].iter().map(|z| normalize_name(z)).collect()
+                        args[1..].iter().map(|z| dnsname::normalize(z)).collect()
                     } else {
                         vec![".".to_string()]
                     };
@@ -376,15 +373,6 @@ fn parse_inner(d: &mut Dispenser, ctx: &SetupContext) -> Result<Config, Corefile
         }
     }
     Ok(ca)
-}
-
-/// `plugin.Name(z).Normalize()`: lower case, fully qualified.
-fn normalize_name(z: &str) -> String {
-    let mut s = z.to_ascii_lowercase();
-    if !s.ends_with('.') {
-        s.push('.');
-    }
-    s
 }
 
 fn parse_serve_stale(d: &mut Dispenser, ca: &mut Config) -> Result<(), CorefileError> {

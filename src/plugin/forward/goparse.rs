@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 
+use crate::dnsname;
+
 /// `dns.IsDomainName`: labels of 1–63 octets (escapes counted as one), at most 255 octets in
 /// wire form, no empty label except the root.
 pub fn is_domain_name(s: &str) -> bool {
@@ -53,15 +55,6 @@ pub fn is_domain_name(s: &str) -> bool {
     labels_done > 0 && wire_len <= 255
 }
 
-/// Lower-cases and makes fully qualified (`plugin.Name.Normalize`).
-pub fn normalize_name(s: &str) -> String {
-    let mut out = s.to_ascii_lowercase();
-    if !out.ends_with('.') {
-        out.push('.');
-    }
-    out
-}
-
 /// Strips a `scheme://` prefix as CoreDNS's `parse.Transport` does, returning (scheme, rest).
 pub fn split_transport(s: &str) -> (&'static str, &str) {
     for scheme in ["tls", "dns", "quic", "grpc", "https3", "https", "unix"] {
@@ -88,7 +81,7 @@ pub fn normalize_exact(s: &str) -> Vec<String> {
         return Vec::new();
     }
     match parse_cidr(s) {
-        None => vec![normalize_name(s)],
+        None => vec![dnsname::normalize(s)],
         Some((ip, ones)) => {
             if s.starts_with(':') || (s.starts_with('0') && s.contains(':')) {
                 return Vec::new();

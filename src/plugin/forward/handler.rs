@@ -15,6 +15,7 @@ use super::msg;
 use super::policy::{Policy, MAX_ORDER};
 use super::setup::Stanza;
 use super::upstream::{ExchangeError, Net, Upstream};
+use crate::dnsname::in_zone;
 use crate::plugin::fast::{ConcurrencySlot, DirectTarget, FastUpstream};
 use crate::plugin::{Next, Plugin};
 use crate::server::wire::{self, bits};
@@ -73,14 +74,6 @@ enum Step {
     Done(Outcome),
     /// Hand the query to whatever follows this `forward` line.
     PassOn,
-}
-
-/// True when `name` is `zone` or below it (both lower-case FQDNs).
-pub fn in_zone(zone: &str, name: &str) -> bool {
-    if zone == "." || zone == name {
-        return true;
-    }
-    name.len() > zone.len() && name.ends_with(zone) && name.as_bytes()[name.len() - zone.len() - 1] == b'.'
 }
 
 struct ConcurrencyGuard<'a>(&'a AtomicU64);

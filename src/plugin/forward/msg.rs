@@ -3,26 +3,7 @@
 
 use crate::server::wire::{self, bits, HEADER_LEN};
 
-/// Returns the offset just past the (possibly compressed) name at `pos`.
-pub fn skip_name(buf: &[u8], mut pos: usize) -> Option<usize> {
-    loop {
-        let len = *buf.get(pos)? as usize;
-        match len & 0xC0 {
-            0x00 if len == 0 => return Some(pos + 1),
-            0x00 => {
-                pos += 1 + len;
-                if pos > buf.len() {
-                    return None;
-                }
-            }
-            0xC0 => {
-                buf.get(pos + 1)?;
-                return Some(pos + 2);
-            }
-            _ => return None,
-        }
-    }
-}
+pub use crate::dnsmsg::skip_name;
 
 /// Offset just past the question section, if the message is well formed that far.
 pub fn question_end(buf: &[u8]) -> Option<usize> {
@@ -43,18 +24,8 @@ pub fn question_end(buf: &[u8]) -> Option<usize> {
 /// Checks that every record of the message lies within the buffer (names, fixed fields and
 /// RDATA lengths), as a full unpack would require.
 pub fn well_formed(buf: &[u8]) -> bool {
-    let Some(mut pos) = question_end(buf) else { return false };
-    let (_, an, ns, ar) = wire::counts(buf);
-    for _ in 0..(an as usize + ns as usize + ar as usize) {
-        let Some(p) = skip_name(buf, pos) else { return false };
-        let Some(fixed) = buf.get(p..p + 10) else { return false };
-        let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
-        pos = p + 10 + rdlen;
-        if pos > buf.len() {
-            return false;
-        }
-    }
-    true
+    let Some(start) = question_end(buf) else { return false };
+    crate::dnsmsg::records(buf, start).all(|rr| rr.is_some_and(|rr| rr.end() <= buf.len()))
 }
 
 /// The labels of the name at a position, following compression pointers (bounded); the

@@ -269,7 +269,7 @@ fn lookup(hostname: &str, resolvers: &[String]) -> Result<Vec<IpAddr>, String> {
 }
 
 fn query(server: SocketAddr, hostname: &str, qtype: u16) -> Result<Vec<IpAddr>, String> {
-    let name = if hostname.ends_with('.') { hostname.to_string() } else { format!("{hostname}.") };
+    let name = crate::dnsname::fqdn(hostname);
     let id: u16 = rand::random();
     let q = super::msg::build_query(id, &name, qtype, true)?;
     let bind: SocketAddr = if server.is_ipv4() { "0.0.0.0:0".parse() } else { "[::]:0".parse() }.map_err(|_| "bind")?;

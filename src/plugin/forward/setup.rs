@@ -16,6 +16,7 @@ use super::resolve::{self, split_zone};
 use super::tls::TlsFiles;
 use super::upstream::{Scheme, Upstream, UpstreamOpts};
 use crate::corefile::{CorefileError, Dispenser};
+use crate::dnsname;
 use crate::gocompat::duration::{duration_string, format_std, parse_duration, to_std};
 use crate::gocompat::strconv::{atoi, parse_uint32};
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
@@ -483,7 +484,7 @@ fn parse_option(d: &mut Dispenser, f: &mut Stanza) -> Result<(), CorefileError> 
                         if !goparse::is_domain_name(&dom) {
                             return Err(plain(format!("health_check: invalid domain name {dom}")));
                         }
-                        f.hc_domain = goparse::normalize_name(&dom);
+                        f.hc_domain = dnsname::normalize(&dom);
                     }
                     other => return Err(plain(format!("health_check: unknown option {other}"))),
                 }

@@ -52,6 +52,9 @@ impl PluginConfig for Config {
     fn as_any(&self) -> &dyn Any {
         self
     }
+    fn http_endpoint(&self) -> Option<EndpointSpec> {
+        Some(self.endpoint())
+    }
 }
 
 /// Parses every `health` occurrence in a block (a later address wins, as in CoreDNS).

@@ -31,7 +31,7 @@ pub fn parse_weights(text: &str, file: &str) -> Result<Weights, String> {
                         "wrong domain name:\"{name}\" in weight file {file}. (Maybe a missing weight value?)"
                     ));
                 }
-                dname = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
+                dname = crate::dnsname::fqdn(name);
                 domains.entry(dname.clone()).or_default();
             }
             [ip, weight] => {

@@ -9,6 +9,8 @@ use futures_util::future::BoxFuture;
 use hickory_proto::op::Message;
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
+use crate::dnsmsg::{self, Section};
+use crate::dnsname;
 use crate::plugin::{Next, Plugin};
 use crate::server::wire::{self, bits};
 use crate::server::{Outcome, Reply, Request};
@@ -27,17 +29,6 @@ impl LogHandler {
     pub fn new(rules: Vec<Rule>) -> LogHandler {
         LogHandler { rules }
     }
-}
-
-/// True when `name` equals `scope` or lies below it. Both are FQDNs; `scope` is already
-/// lower case and `name` is the lower-cased qname.
-fn in_scope(scope: &str, name: &str) -> bool {
-    if scope == "." || name == scope {
-        return true;
-    }
-    name.len() > scope.len()
-        && name.ends_with(scope)
-        && name.as_bytes().get(name.len() - scope.len() - 1) == Some(&b'.')
 }
 
 /// What the log line knows about the response, as CoreDNS's recorder sees it.
@@ -153,23 +144,6 @@ struct Scan {
     expired_rrsig: bool,
 }
 
-fn skip_name(w: &[u8], mut i: usize) -> Option<usize> {
-    loop {
-        let len = *w.get(i)? as usize;
-        if len == 0 {
-            return Some(i + 1);
-        }
-        if len & 0xc0 == 0xc0 {
-            return Some(i + 2);
-        }
-        i += 1 + len;
-    }
-}
-
-fn u16_at(w: &[u8], i: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*w.get(i)?, *w.get(i + 1)?]))
-}
-
 fn u32_at(w: &[u8], i: usize) -> Option<u32> {
     Some(u32::from_be_bytes([*w.get(i)?, *w.get(i + 1)?, *w.get(i + 2)?, *w.get(i + 3)?]))
 }
@@ -184,36 +158,24 @@ fn rrsig_valid(inception: u32, expiration: u32, now: i64) -> bool {
 }
 
 fn scan(w: &[u8]) -> Option<Scan> {
-    let (qd, an, ns, ar) = wire::counts(w);
-    let mut s = Scan { answers: an, ..Scan::default() };
-    let mut i = wire::HEADER_LEN;
-    for n in 0..qd {
-        i = skip_name(w, i)?;
-        if n == 0 {
-            s.qtype = u16_at(w, i);
-        }
-        i += 4;
-    }
+    let (_, an, ..) = dnsmsg::counts(w);
+    let q = dnsmsg::skip_questions(w)?;
+    let mut s = Scan { answers: an, qtype: q.first_qtype, ..Scan::default() };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let mut rrsigs: Vec<(u32, u32)> = Vec::new();
-    for n in 0..(u32::from(an) + u32::from(ns) + u32::from(ar)) {
-        i = skip_name(w, i)?;
-        let rtype = u16_at(w, i)?;
-        let ttl = u32_at(w, i + 4)?;
-        let rdlen = usize::from(u16_at(w, i + 8)?);
-        let rdata = i + 10;
-        let in_authority = n >= u32::from(an) && n < u32::from(an) + u32::from(ns);
-        match rtype {
+    for rr in dnsmsg::records(w, q.end) {
+        let rr = rr?;
+        let in_authority = rr.section == Section::Authority;
+        match rr.rtype {
             6 if in_authority => s.soa_in_authority = true,
             2 if in_authority => s.ns_in_authority = true,
             41 => {
-                s.ext_rcode = (ttl >> 24) as u8;
-                s.dnssec_ok = ttl & 0x8000 != 0;
+                s.ext_rcode = (rr.ttl >> 24) as u8;
+                s.dnssec_ok = rr.ttl & 0x8000 != 0;
             }
-            46 => rrsigs.push((u32_at(w, rdata + 12)?, u32_at(w, rdata + 8)?)),
+            46 => rrsigs.push((u32_at(w, rr.rdata + 12)?, u32_at(w, rr.rdata + 8)?)),
             _ => {}
         }
-        i = rdata + rdlen;
     }
     s.expired_rrsig = rrsigs.iter().any(|(inc, exp)| !rrsig_valid(*inc, *exp, now));
     Some(s)
@@ -346,7 +308,7 @@ impl Plugin for LogHandler {
 
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            let Some(rule) = self.rules.iter().find(|r| in_scope(&r.scope_lower, &req.qname_lower)) else {
+            let Some(rule) = self.rules.iter().find(|r| dnsname::in_zone(&r.scope_lower, &req.qname_lower)) else {
                 return next.serve(req).await;
             };
             let started = Instant::now();
@@ -513,15 +475,6 @@ mod tests {
         let req = request("x.", 1, Proto::Udp, None, "127.0.0.1:1");
         assert_eq!(render(&f, &req, &rec, Instant::now()), "- 0 -");
         assert_eq!(typify(rec.wire.as_deref()), ("OTHERERROR", Class::Error));
-    }
-
-    #[test]
-    fn scope_matching() {
-        assert!(in_scope(".", "example.org."));
-        assert!(in_scope("example.org.", "example.org."));
-        assert!(in_scope("example.org.", "www.example.org."));
-        assert!(!in_scope("example.org.", "badexample.org."));
-        assert!(!in_scope("www.example.org.", "example.org."));
     }
 
     #[test]

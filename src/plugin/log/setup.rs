@@ -4,6 +4,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use crate::corefile::{CorefileError, Dispenser, ErrorKind, Token};
+use crate::dnsname;
 use crate::plugin::{BuildContext, Plugin, PluginConfig, SetupContext};
 
 use super::format::Format;
@@ -98,18 +99,10 @@ impl PluginConfig for Config {
     }
 }
 
-fn fqdn(s: &str) -> String {
-    if s.ends_with('.') {
-        s.to_string()
-    } else {
-        format!("{s}.")
-    }
-}
-
 fn rule(scope: &str, format: &str) -> Rule {
     Rule {
-        name_scope: fqdn(scope),
-        scope_lower: fqdn(scope).to_lowercase(),
+        name_scope: dnsname::fqdn(scope),
+        scope_lower: dnsname::fqdn(scope).to_lowercase(),
         format: format.to_string(),
         classes: Vec::new(),
         parsed: Arc::new(Format::parse(format)),

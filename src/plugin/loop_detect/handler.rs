@@ -9,7 +9,7 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 use parking_lot::Mutex;
 
-use crate::plugin::template::common::is_subdomain;
+use crate::dnsname;
 use crate::plugin::{Next, Plugin};
 use crate::server::{Outcome, Request};
 
@@ -130,7 +130,7 @@ impl Loop {
 
     /// Counts `req` if it is the probe; returns the fatal message when the count passes 2.
     pub fn check(&self, req: &Request) -> Option<String> {
-        if req.qtype != u16::from(RecordType::HINFO) || !is_subdomain(&req.qname_lower, &self.zone) {
+        if req.qtype != u16::from(RecordType::HINFO) || !dnsname::in_zone_ignore_case(&self.zone, &req.qname_lower) {
             return None;
         }
         let mut st = self.state.lock();

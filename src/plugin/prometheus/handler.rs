@@ -79,12 +79,7 @@ fn pick(slot: &ServerSlot, zone: Option<usize>) -> &ZoneRecorder {
 pub fn longest_match(zones: &[String], qname: &str) -> Option<usize> {
     let mut best: Option<(usize, usize)> = None;
     for (i, z) in zones.iter().enumerate() {
-        let hit = z == "."
-            || qname == z
-            || (qname.len() > z.len()
-                && qname.ends_with(z.as_str())
-                && qname.as_bytes().get(qname.len() - z.len() - 1) == Some(&b'.'));
-        if hit && best.is_none_or(|(_, len)| z.len() > len) {
+        if crate::dnsname::in_zone(z, qname) && best.is_none_or(|(_, len)| z.len() > len) {
             best = Some((i, z.len()));
         }
     }

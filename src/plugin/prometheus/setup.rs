@@ -67,6 +67,9 @@ impl PluginConfig for Config {
     fn as_any(&self) -> &dyn Any {
         self
     }
+    fn http_endpoint(&self) -> Option<EndpointSpec> {
+        Some(self.endpoint())
+    }
 }
 
 /// Parses the `prometheus` directive of a block.

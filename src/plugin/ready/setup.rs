@@ -47,6 +47,12 @@ impl PluginConfig for Config {
     fn as_any(&self) -> &dyn Any {
         self
     }
+    fn http_endpoint(&self) -> Option<EndpointSpec> {
+        Some(self.endpoint())
+    }
+    fn ready_continuously(&self) -> bool {
+        self.continuously
+    }
 }
 
 /// Parses the `ready` directive of a block.

@@ -191,7 +191,7 @@ impl Rewrite {
             }
             req.replace_message(&msg)?;
             // The query's OPT as CoreDNS's scrub writer will see it (the rewritten request).
-            let options = crate::plugin::template::common::opt_class_offset(&req.wire)
+            let options = crate::dnsmsg::opt_class_offset(&req.wire)
                 .and_then(|off| {
                     let len = u16::from_be_bytes([*req.wire.get(off + 6)?, *req.wire.get(off + 7)?]) as usize;
                     req.wire.get(off + 8..off + 8 + len).map(<[u8]>::to_vec)

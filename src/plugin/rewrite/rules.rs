@@ -3,6 +3,7 @@
 
 use regex::Regex;
 
+use crate::dnsname;
 use crate::plugin::template::setup::{class_from_str, rcode_from_str, type_from_str};
 
 /// Longest accepted regex.
@@ -231,15 +232,6 @@ impl Rule {
     }
 }
 
-/// `plugin.Name(s).Normalize()`: lower case, fully qualified.
-fn normalize(s: &str) -> String {
-    let mut n = s.to_ascii_lowercase();
-    if !crate::plugin::template::presentation::is_fqdn(&n) {
-        n.push('.');
-    }
-    n
-}
-
 fn sub_expr_usage(s: &str) -> usize {
     (0..=100).filter(|i| s.contains(&format!("{{{i}}}"))).count()
 }
@@ -302,22 +294,18 @@ fn new_name_rule(mode: Mode, args: &[String]) -> Result<Rule, String> {
         return Err("too few arguments for a name rule".into());
     }
     let (kind, mut from, mut to) = if args.len() == 2 {
-        ("exact".to_string(), normalize(&args[0]), normalize(&args[1]))
+        ("exact".to_string(), dnsname::normalize_escaped(&args[0]), dnsname::normalize_escaped(&args[1]))
     } else {
         let kind = args[0].to_ascii_lowercase();
         if kind == "regex" {
             (kind, args[1].clone(), args[2].clone())
         } else {
-            (kind, normalize(&args[1]), normalize(&args[2]))
+            (kind, dnsname::normalize_escaped(&args[1]), dnsname::normalize_escaped(&args[2]))
         }
     };
     if kind == "exact" || kind == "suffix" {
-        if !from.ends_with('.') {
-            from.push('.');
-        }
-        if !to.ends_with('.') {
-            to.push('.');
-        }
+        from = dnsname::fqdn(&from);
+        to = dnsname::fqdn(&to);
     }
     let (mut auto, mut answers) = (false, Vec::new());
     if args.len() > 3 {
@@ -345,7 +333,7 @@ fn new_name_rule(mode: Mode, args: &[String]) -> Result<Rule, String> {
         "substring" => Matcher::Substring(from),
         "regex" => {
             let re = valid_regex(&from, &to)?;
-            to = normalize(&args[2]);
+            to = dnsname::normalize_escaped(&args[2]);
             Matcher::Regex(re)
         }
         other => {
@@ -384,7 +372,7 @@ fn parse_answer_rules(name: &str, args: &[String]) -> Result<(bool, Vec<Response
                 }
                 let re = valid_regex(&args[i], &args[i + 1])
                     .map_err(|e| format!("{last} answer rule for {name} rule: {e}"))?;
-                let rw = StringRewriter::Regex(re, normalize(&args[i + 1]));
+                let rw = StringRewriter::Regex(re, dnsname::normalize_escaped(&args[i + 1]));
                 if last == "name" {
                     rules.push(ResponseRule::Name(rw));
                     name_rules += 1;
@@ -404,10 +392,10 @@ fn parse_answer_rules(name: &str, args: &[String]) -> Result<(bool, Vec<Response
 
 fn matcher_for(kind: &str, arg: &str, rule: &str) -> Result<Matcher, String> {
     Ok(match kind.to_ascii_lowercase().as_str() {
-        "exact" => Matcher::Exact(normalize(arg)),
-        "prefix" => Matcher::Prefix(normalize(arg)),
-        "suffix" => Matcher::Suffix(normalize(arg)),
-        "substring" => Matcher::Substring(normalize(arg)),
+        "exact" => Matcher::Exact(dnsname::normalize_escaped(arg)),
+        "prefix" => Matcher::Prefix(dnsname::normalize_escaped(arg)),
+        "suffix" => Matcher::Suffix(dnsname::normalize_escaped(arg)),
+        "substring" => Matcher::Substring(dnsname::normalize_escaped(arg)),
         "regex" => {
             if arg.len() > MAX_REGEX_LEN {
                 return Err(format!("regex pattern too long in a {rule} rule: {} > {}", arg.len(), MAX_REGEX_LEN));
@@ -433,8 +421,8 @@ fn new_cname_rule(mode: Mode, args: &[String]) -> Result<Rule, String> {
         n => return Err(format!("too few ({n}) arguments for a cname rule")),
     };
     if kind == "exact" {
-        from = normalize(&from);
-        to = normalize(&to);
+        from = dnsname::normalize_escaped(&from);
+        to = dnsname::normalize_escaped(&to);
     }
     let mut pattern = None;
     if kind == "regex" {
@@ -488,7 +476,7 @@ fn new_ttl_rule(mode: Mode, args: &[String]) -> Result<Rule, String> {
     let (min, max) = valid_ttl(s).ok_or_else(|| format!("invalid TTL '{s}' for a ttl rule"))?;
     let matcher = match args.len() {
         3 => matcher_for(&args[0], &args[1], "ttl")?,
-        2 => Matcher::Exact(normalize(&args[0])),
+        2 => Matcher::Exact(dnsname::normalize_escaped(&args[0])),
         _ => return Err("many few arguments for a ttl rule".into()),
     };
     Ok(Rule::Response(mode, matcher, ResponseRule::Ttl(min, max)))
@@ -514,8 +502,11 @@ fn new_rcode_rule(mode: Mode, args: &[String]) -> Result<Rule, String> {
     };
     let o = valid_rcode(old).ok_or_else(|| format!("invalid matching RCODE '{old}' for a rcode rule"))?;
     let n = valid_rcode(new).ok_or_else(|| format!("invalid replacement RCODE '{new}' for a rcode rule"))?;
-    let matcher =
-        if args.len() == 4 { matcher_for(&args[0], &args[1], "rcode")? } else { Matcher::Exact(normalize(&args[0])) };
+    let matcher = if args.len() == 4 {
+        matcher_for(&args[0], &args[1], "rcode")?
+    } else {
+        Matcher::Exact(dnsname::normalize_escaped(&args[0]))
+    };
     Ok(Rule::Response(mode, matcher, ResponseRule::Rcode(o, n)))
 }
 

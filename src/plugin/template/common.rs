@@ -3,18 +3,13 @@
 
 use hickory_proto::op::{Message, MessageType, OpCode};
 
+use crate::dnsname;
 use crate::server::Request;
 
 /// Normalises a zone-like name: lower case, trailing dot (`.` stays `.`).
 pub fn normalize_zone(name: &str) -> String {
-    let mut z = name.to_ascii_lowercase();
-    if let Some(rest) = z.strip_prefix("dns://") {
-        z = rest.to_string();
-    }
-    if !z.ends_with('.') {
-        z.push('.');
-    }
-    z
+    let lower = name.to_ascii_lowercase();
+    dnsname::normalize(lower.strip_prefix("dns://").unwrap_or(&lower))
 }
 
 /// Zones from directive arguments, or the server block's zones when there are none.
@@ -25,26 +20,9 @@ pub fn origins_from_args_or_block(args: &[String], block: &[String]) -> Vec<Stri
     args.iter().map(|z| normalize_zone(z)).collect()
 }
 
-/// True when `name` equals `zone` or lies below it (both lower case, FQDN).
-pub fn is_subdomain(name: &str, zone: &str) -> bool {
-    if zone == "." {
-        return true;
-    }
-    if name.len() < zone.len() {
-        return false;
-    }
-    if name.len() == zone.len() {
-        return name.eq_ignore_ascii_case(zone);
-    }
-    let split = name.len() - zone.len();
-    name.is_char_boundary(split)
-        && name[split..].eq_ignore_ascii_case(zone)
-        && name.as_bytes().get(split.wrapping_sub(1)) == Some(&b'.')
-}
-
 /// CoreDNS's `Zones.Matches`: the longest zone `name` lies in, if any.
 pub fn zone_match<'a>(zones: &'a [String], name: &str) -> Option<&'a str> {
-    zones.iter().filter(|z| is_subdomain(name, z)).max_by_key(|z| z.len()).map(|z| z.as_str())
+    zones.iter().filter(|z| dnsname::in_zone_ignore_case(z, name)).max_by_key(|z| z.len()).map(|z| z.as_str())
 }
 
 /// A `fallthrough [ZONES...]` setting: which names may pass to the next plugin.
@@ -82,40 +60,6 @@ pub fn reply_to(req: &Request) -> Result<Message, String> {
     Ok(m)
 }
 
-/// Walks a DNS message and returns the byte offset of the OPT record's CLASS field (the
-/// advertised UDP size), if the message has one.
-pub fn opt_class_offset(wire: &[u8]) -> Option<usize> {
-    fn skip_name(w: &[u8], mut i: usize) -> Option<usize> {
-        loop {
-            let len = *w.get(i)? as usize;
-            if len == 0 {
-                return Some(i + 1);
-            }
-            if len & 0xc0 == 0xc0 {
-                w.get(i + 1)?;
-                return Some(i + 2);
-            }
-            i += 1 + len;
-        }
-    }
-    let count = |i: usize| -> Option<usize> { Some(u16::from_be_bytes([*wire.get(i)?, *wire.get(i + 1)?]) as usize) };
-    let (qd, an, ns, ar) = (count(4)?, count(6)?, count(8)?, count(10)?);
-    let mut i = 12;
-    for _ in 0..qd {
-        i = skip_name(wire, i)? + 4;
-    }
-    for n in 0..an + ns + ar {
-        i = skip_name(wire, i)?;
-        let rtype = count(i)?;
-        let rdlen = count(i + 8)?;
-        if n >= an + ns && rtype == 41 {
-            return Some(i + 2);
-        }
-        i += 10 + rdlen;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,10 +67,6 @@ mod tests {
 
     #[test]
     fn subdomain_rules() {
-        assert!(is_subdomain("a.example.org.", "example.org."));
-        assert!(is_subdomain("example.org.", "example.org."));
-        assert!(!is_subdomain("aexample.org.", "example.org."));
-        assert!(is_subdomain("anything.", "."));
         assert_eq!(
             zone_match(&["org.".to_string(), "example.org.".to_string()], "www.example.org."),
             Some("example.org.")

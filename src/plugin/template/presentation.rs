@@ -22,16 +22,6 @@ fn ddd_to_byte(s: &[u8]) -> u8 {
     d(0).wrapping_mul(100).wrapping_add(d(1).wrapping_mul(10)).wrapping_add(d(2))
 }
 
-/// True when the name text ends in a dot that is not escaped (miekg's `IsFqdn`).
-pub fn is_fqdn(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.last() != Some(&b'.') {
-        return false;
-    }
-    let backslashes = b[..b.len() - 1].iter().rev().take_while(|&&c| c == b'\\').count();
-    backslashes % 2 == 0
-}
-
 /// The labels (raw octets) of a presentation-format name, decoding escapes as miekg's
 /// `packDomainName` does. A name without a final dot is taken as fully qualified. Errors on an
 /// empty label, a label longer than 63 octets or a name longer than 255 octets on the wire.
@@ -232,6 +222,5 @@ mod tests {
         assert_eq!(decode_string("x\\065y"), b"xAy".to_vec());
         assert_eq!(decode_string("\\\"\\\\\\z"), b"\"\\z".to_vec());
         assert_eq!(decode_string("a\\"), b"a".to_vec());
-        assert!(is_fqdn("a.") && !is_fqdn("a\\.") && is_fqdn("a\\\\."));
     }
 }
