@@ -124,7 +124,7 @@ cleanup() {
     [ -n "$KNOT_PID" ] && kill "$KNOT_PID" 2>/dev/null || true
     wait 2>/dev/null || true
     if [ -n "${WORK:-}" ] && [ -d "$WORK" ]; then
-        mkdir -p "$OUT/logs"; cp "$WORK"/*.log "$WORK"/*.conf "$WORK/Corefile" "$OUT/logs/" 2>/dev/null || true
+        mkdir -p "$OUT/logs"; cp "$WORK"/*.log "$WORK"/*.conf "$WORK/conf/Corefile" "$OUT/logs/" 2>/dev/null || true
         cp -r "$WORK/pdns/recursor.conf" "$OUT/logs/" 2>/dev/null || true
         rm -rf "$WORK"
     fi
@@ -218,7 +218,11 @@ log "knot up (pid $KNOT_PID), zone of $NAMES names loaded"
 
 # ---------------------------------------------------------------------------------------------
 # Server configurations. $1 = workers (1 or 2). Each writes its config and prints the command.
-COREFILE="$WORK/Corefile"
+# The Corefile gets a directory of its own: nodecache watches the Corefile's directory for
+# reloads, and dnsperf's outputs (one line per query with -v) are written to $WORK; in the same
+# directory every line written woke the reloader, a thread per query on the server's CPU.
+mkdir -p "$WORK/conf"
+COREFILE="$WORK/conf/Corefile"
 cat > "$COREFILE" <<EOF
 .:$PORT {
     bind 127.0.0.1
