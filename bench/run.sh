@@ -331,6 +331,8 @@ cpu_ns() {
     [ -r "/proc/$1/schedstat" ] || return 0
     cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
+# "tid ns" for each live thread of a pid (for how evenly a phase's CPU was spread).
+thread_ns() { for t in /proc/"$1"/task/*; do echo "${t##*/} $(awk '{ print $1 }' "$t/schedstat" 2>/dev/null)"; done; }
 # Voluntary and involuntary context switches, summed over all threads (/proc/<pid>/status
 # counts the main thread only).
 ctx_switches() { # pid -> "voluntary involuntary"
@@ -388,12 +390,18 @@ perf_run() { # cpus datafile outfile dnsperf-args...
 measured() { # server rep phase cpus datafile dnsperf-args...
     local s="$1" rep="$2" phase="$3" cpus="$4" data="$5"; shift 5
     local c0 c1 n0 n1 v0 i0 v1 i1 res done lost qps cpu
+    thread_ns "$SERVER_PID" > "$WORK/threads0"
     c0=$(cpu_ticks "$SERVER_PID"); n0=$(cpu_ns "$SERVER_PID")
     read -r v0 i0 <<< "$(ctx_switches "$SERVER_PID")"
     res=$(perf_run "$cpus" "$data" "$WORK/$s.$rep.$phase.out" "$@")
     c1=$(cpu_ticks "$SERVER_PID"); n1=$(cpu_ns "$SERVER_PID")
     read -r v1 i1 <<< "$(ctx_switches "$SERVER_PID")"
+    thread_ns "$SERVER_PID" > "$WORK/threads1"
     read -r done lost qps <<< "$res"
+    # The busiest thread's share of the phase's CPU (near 1 with two workers: one did all).
+    record "$s" "$rep" "$phase.top_thread_share" "$(awk 'NR == FNR { a[$1] = $2; next }
+        ($1 in a) && $2 != "" { d = $2 - a[$1]; t += d; if (d > m) m = d }
+        END { printf("%.2f", (t > 0) ? m / t : 0) }' "$WORK/threads0" "$WORK/threads1")"
     record "$s" "$rep" "$phase.answered" "$done"
     record "$s" "$rep" "$phase.lost" "$lost"
     record "$s" "$rep" "$phase.qps" "$qps"
@@ -505,7 +513,9 @@ for rep in $(seq "$REPS"); do
         # --- two workers on both CPUs (dnsmasq and the echo floor are single-threaded anyway).
         start_server "$s" 2 0,1 || { record "$s" "$rep" failed2 1; continue; }
         perf_run 0,1 "$WORK/hit.txt" "$WORK/$s.$rep.warm2.out" -n 2 -l 30 -q 50 > /dev/null
-        measured "$s" "$rep" hit2 0,1 "$WORK/hit.txt" -l $TWO_SECS -q 200 -T 2 -c 2
+        # Sixteen client sockets: SO_REUSEPORT spreads datagrams by source address and port,
+        # and two were often hashed to the same listener socket, leaving one worker idle.
+        measured "$s" "$rep" hit2 0,1 "$WORK/hit.txt" -l $TWO_SECS -q 200 -T 2 -c 16
         stop_server
     done
 done
@@ -569,14 +579,15 @@ for s in order:
     lines.append("| " + " | ".join([s] + [cell(s, m, fmt) for _, m, fmt in cols] + [lost(s)]) + " |")
 lines += ["", "Details (median, min–max):", "",
           "| server | cold start ms | miss QPS | hit QPS (1 worker) | hit QPS (2 workers) | "
-          "2-worker CPU µs/query | ctx switches/query hit | ctx switches/query miss | "
+          "2-worker CPU µs/query | 2-worker busiest thread's CPU share | ctx switches/query hit | ctx switches/query miss | "
           f"voluntary/involuntary per query at {qk} | CPU µs/query of the -v run | "
           "p50 µs | p90 µs | p99.9 µs | peak RSS end (MiB) |",
-          "|---" * 14 + "|"]
+          "|---" * 15 + "|"]
 for s in order:
     vi = f"{cell(s, 'fixed.vcsw_per_q', '{:.3f}')} / {cell(s, 'fixed.ivcsw_per_q', '{:.3f}')}"
     lines.append("| " + " | ".join([s, cell(s, "cold_start_ms", "{:.0f}"), cell(s, "miss.qps", "{:.0f}"),
         cell(s, "hit.qps", "{:.0f}"), cell(s, "hit2.qps", "{:.0f}"), cell(s, "hit2.cpu_us"),
+        cell(s, "hit2.top_thread_share"),
         cell(s, "hit.ctx_per_q", "{:.3f}"), cell(s, "miss.ctx_per_q", "{:.3f}"), vi, cell(s, "lat.cpu_us"),
         cell(s, "lat_p50_us", "{:.0f}"), cell(s, "lat_p90_us", "{:.0f}"), cell(s, "lat_p999_us", "{:.0f}"),
         cell(s, "rss_peak_mib", "{:.1f}")]) + " |")
