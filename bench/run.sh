@@ -6,11 +6,17 @@
 # of 100,000 names on 127.0.0.1 as the upstream; every server forwards to it and caches.
 #
 # Per server and repetition: cold start, a mostly-miss pass over 100,000 names, a warm-up, a
-# max-rate cache-hit run over 1,000 names, a fixed-rate (20k QPS) latency run with per-query
-# percentiles, server CPU µs/query from /proc/<pid>/stat, peak RSS (VmHWM); then a second start
-# with two workers for a two-worker cache-hit run.
+# max-rate cache-hit run over 1,000 names, a fixed-rate (20k QPS) cache-hit run without `-v`
+# (server CPU and context switches per query at that rate: the wake-up pattern), a fixed-rate
+# latency run with per-query percentiles (`-v`, which changes the load's timing, so its CPU is
+# not the fixed-rate figure), server CPU µs/query (on-CPU time of all threads from
+# /proc/<pid>/task/*/schedstat, /proc/<pid>/stat ticks where that is missing), context switches
+# per query (voluntary + involuntary, all threads), peak RSS (VmHWM); then a second start with
+# two workers for a two-worker cache-hit run. summary.md ends with a "Targets" block (issue 15)
+# that checks nodecache against the peers of the run.
 #
-# All traffic goes to 127.0.0.1. Every run is bounded by count (-n) and time (-l).
+# All traffic goes to 127.0.0.1. Every run is bounded by count (-n) and time (-l). The ports
+# are BENCH_PORT (15353, the server under test) and BENCH_KNOT_PORT (15300, knot).
 #
 # Usage: bench/run.sh [--quick] [--reps N] [--servers "nodecache unbound ..."]
 #                     [--extra 'NAME=CMD'] [--out DIR] [--no-install] [--profile]
@@ -46,7 +52,7 @@ while [ $# -gt 0 ]; do
         --out) OUT="$2"; shift ;;
         --no-install) INSTALL=0 ;;
         --profile) PROFILE=1 ;;
-        -h|--help) sed -n 2,20p "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -67,8 +73,8 @@ fi
 
 SERVER_CPU=1     # the server under test
 LOAD_CPU=0       # dnsperf and knot
-KNOT_PORT=15300
-PORT=15353
+KNOT_PORT=${BENCH_KNOT_PORT:-15300}
+PORT=${BENCH_PORT:-15353}
 ZONE=bench.example
 CLK_TCK=$(getconf CLK_TCK)
 PY=python3
@@ -118,7 +124,7 @@ cleanup() {
     [ -n "$KNOT_PID" ] && kill "$KNOT_PID" 2>/dev/null || true
     wait 2>/dev/null || true
     if [ -n "${WORK:-}" ] && [ -d "$WORK" ]; then
-        mkdir -p "$OUT/logs"; cp "$WORK"/*.log "$WORK"/*.conf "$WORK/Corefile" "$OUT/logs/" 2>/dev/null || true
+        mkdir -p "$OUT/logs"; cp "$WORK"/*.log "$WORK"/*.conf "$WORK/conf/Corefile" "$OUT/logs/" 2>/dev/null || true
         cp -r "$WORK/pdns/recursor.conf" "$OUT/logs/" 2>/dev/null || true
         rm -rf "$WORK"
     fi
@@ -212,7 +218,11 @@ log "knot up (pid $KNOT_PID), zone of $NAMES names loaded"
 
 # ---------------------------------------------------------------------------------------------
 # Server configurations. $1 = workers (1 or 2). Each writes its config and prints the command.
-COREFILE="$WORK/Corefile"
+# The Corefile gets a directory of its own: nodecache watches the Corefile's directory for
+# reloads, and dnsperf's outputs (one line per query with -v) are written to $WORK; in the same
+# directory every line written woke the reloader, a thread per query on the server's CPU.
+mkdir -p "$WORK/conf"
+COREFILE="$WORK/conf/Corefile"
 cat > "$COREFILE" <<EOF
 .:$PORT {
     bind 127.0.0.1
@@ -315,6 +325,21 @@ server_cmd() { # name workers
 cpu_ticks() { # utime + stime of a pid (all its threads)
     awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
+# Nanoseconds on CPU of all live threads of a pid (exact, where ticks are 10 ms); empty when
+# the kernel has no schedstat.
+cpu_ns() {
+    [ -r "/proc/$1/schedstat" ] || return 0
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+# "tid ns" for each live thread of a pid (for how evenly a phase's CPU was spread).
+thread_ns() { for t in /proc/"$1"/task/*; do echo "${t##*/} $(awk '{ print $1 }' "$t/schedstat" 2>/dev/null)"; done; }
+# Voluntary and involuntary context switches, summed over all threads (/proc/<pid>/status
+# counts the main thread only).
+ctx_switches() { # pid -> "voluntary involuntary"
+    cat /proc/"$1"/task/*/status 2>/dev/null | awk '
+        /^voluntary_ctxt_switches/ { v += $2 } /^nonvoluntary_ctxt_switches/ { n += $2 }
+        END { print v + 0, n + 0 }'
+}
 hwm_kb() { awk '/VmHWM/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RAW"; } # server rep metric value
@@ -360,24 +385,44 @@ perf_run() { # cpus datafile outfile dnsperf-args...
     echo "${done:-0} ${lost:-0} ${qps:-0}"
 }
 
-# Runs one measured phase: records answered, lost, qps and CPU µs/query for the server.
+# Runs one measured phase: records answered, lost, qps, CPU µs/query and context switches per
+# query (voluntary, involuntary, total) for the server.
 measured() { # server rep phase cpus datafile dnsperf-args...
     local s="$1" rep="$2" phase="$3" cpus="$4" data="$5"; shift 5
-    local c0 c1 res done lost qps
-    c0=$(cpu_ticks "$SERVER_PID")
+    local c0 c1 n0 n1 v0 i0 v1 i1 res done lost qps cpu
+    thread_ns "$SERVER_PID" > "$WORK/threads0"
+    c0=$(cpu_ticks "$SERVER_PID"); n0=$(cpu_ns "$SERVER_PID")
+    read -r v0 i0 <<< "$(ctx_switches "$SERVER_PID")"
     res=$(perf_run "$cpus" "$data" "$WORK/$s.$rep.$phase.out" "$@")
-    c1=$(cpu_ticks "$SERVER_PID")
+    c1=$(cpu_ticks "$SERVER_PID"); n1=$(cpu_ns "$SERVER_PID")
+    read -r v1 i1 <<< "$(ctx_switches "$SERVER_PID")"
+    thread_ns "$SERVER_PID" > "$WORK/threads1"
     read -r done lost qps <<< "$res"
+    # The busiest thread's share of the phase's CPU (near 1 with two workers: one did all).
+    record "$s" "$rep" "$phase.top_thread_share" "$(awk 'NR == FNR { a[$1] = $2; next }
+        ($1 in a) && $2 != "" { d = $2 - a[$1]; t += d; if (d > m) m = d }
+        END { printf("%.2f", (t > 0) ? m / t : 0) }' "$WORK/threads0" "$WORK/threads1")"
     record "$s" "$rep" "$phase.answered" "$done"
     record "$s" "$rep" "$phase.lost" "$lost"
     record "$s" "$rep" "$phase.qps" "$qps"
     # The rcode mix, to see that a phase measured what it meant to (answers, not errors).
     record "$s" "$rep" "$phase.rcodes" "$(awk '/Response codes:/ { $1 = ""; $2 = ""; print }' "$WORK/$s.$rep.$phase.out" | tr -s ' ' | sed 's/^ //')"
+    cpu=""
     if [ "${done:-0}" -gt 0 ]; then
-        record "$s" "$rep" "$phase.cpu_us" "$(awk -v d="$((c1 - c0))" -v n="$done" -v t="$CLK_TCK" \
-            'BEGIN { printf "%.2f", d * 1e6 / t / n }')"
+        # The exact figure, unless a thread ended during the phase (its time leaves the
+        # per-thread sum but stays in the process's ticks): then the ticks.
+        if [ -n "$n0" ] && [ -n "$n1" ] && awk -v ns="$((n1 - n0))" -v tk="$((c1 - c0))" -v t="$CLK_TCK" \
+            'BEGIN { exit !(ns >= 0 && tk * 1e9 / t <= ns * 1.1 + 2e9 / t) }'; then
+            cpu=$(awk -v d="$((n1 - n0))" -v n="$done" 'BEGIN { printf "%.2f", d / 1e3 / n }')
+        else
+            cpu=$(awk -v d="$((c1 - c0))" -v n="$done" -v t="$CLK_TCK" 'BEGIN { printf "%.2f", d * 1e6 / t / n }')
+        fi
+        record "$s" "$rep" "$phase.cpu_us" "$cpu"
+        record "$s" "$rep" "$phase.vcsw_per_q" "$(awk -v d="$((v1 - v0))" -v n="$done" 'BEGIN { printf "%.4f", d / n }')"
+        record "$s" "$rep" "$phase.ivcsw_per_q" "$(awk -v d="$((i1 - i0))" -v n="$done" 'BEGIN { printf "%.4f", d / n }')"
+        record "$s" "$rep" "$phase.ctx_per_q" "$(awk -v d="$((v1 - v0 + i1 - i0))" -v n="$done" 'BEGIN { printf "%.4f", d / n }')"
     fi
-    log "  $phase: answered $done lost $lost qps $qps cpu_ticks $((c1 - c0)) rcodes: $(awk '/Response codes:/ { $1 = ""; $2 = ""; print }' "$WORK/$s.$rep.$phase.out")"
+    log "  $phase: answered $done lost $lost qps $qps cpu_us/q ${cpu:-n/a} ctx switches $((v1 - v0))+$((i1 - i0)) rcodes: $(awk '/Response codes:/ { $1 = ""; $2 = ""; print }' "$WORK/$s.$rep.$phase.out")"
 }
 
 latency_percentiles() { # dnsperf -v output -> p50 p90 p99 p999 in µs
@@ -452,6 +497,9 @@ for rep in $(seq "$REPS"); do
         measured "$s" "$rep" hit $LOAD_CPU "$WORK/hit.txt" -l $HIT_SECS -q 200
         # Cache hits over TCP: four connections, queries pipelined on each.
         measured "$s" "$rep" tcphit $LOAD_CPU "$WORK/hit.txt" -l $HIT_SECS -q 200 -c 4 -m tcp
+        # Fixed rate without -v: CPU and wake-ups per query at that rate (-v writes a line per
+        # query and changes dnsperf's send/receive pattern, so it is not used for these).
+        measured "$s" "$rep" fixed $LOAD_CPU "$WORK/hit.txt" -l $LAT_SECS -Q $LAT_QPS -q 500
         # Fixed rate, per-query latencies.
         measured "$s" "$rep" lat $LOAD_CPU "$WORK/hit.txt" -l $LAT_SECS -Q $LAT_QPS -q 500 -v
         read -r p50 p90 p99 p999 <<< "$(latency_percentiles "$WORK/$s.$rep.lat.out")"
@@ -465,17 +513,20 @@ for rep in $(seq "$REPS"); do
         # --- two workers on both CPUs (dnsmasq and the echo floor are single-threaded anyway).
         start_server "$s" 2 0,1 || { record "$s" "$rep" failed2 1; continue; }
         perf_run 0,1 "$WORK/hit.txt" "$WORK/$s.$rep.warm2.out" -n 2 -l 30 -q 50 > /dev/null
-        measured "$s" "$rep" hit2 0,1 "$WORK/hit.txt" -l $TWO_SECS -q 200 -T 2 -c 2
+        # Sixteen client sockets: SO_REUSEPORT spreads datagrams by source address and port,
+        # and two were often hashed to the same listener socket, leaving one worker idle.
+        measured "$s" "$rep" hit2 0,1 "$WORK/hit.txt" -l $TWO_SECS -q 200 -T 2 -c 16
         stop_server
     done
 done
 
 # ---------------------------------------------------------------------------------------------
 # Summary: median and min-max over repetitions.
-python3 - "$RAW" "$OUT/summary.md" <<'EOF'
+python3 - "$RAW" "$OUT/summary.md" "$LAT_QPS" "$NAMES" <<'EOF'
 import collections, statistics, sys
-raw, out = sys.argv[1], sys.argv[2]
+raw, out, lat_qps, names = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 data = collections.defaultdict(lambda: collections.defaultdict(list))
+per_rep = collections.defaultdict(dict)
 order = []
 for line in open(raw):
     s, rep, metric, value = line.rstrip("\n").split("\t")
@@ -483,8 +534,16 @@ for line in open(raw):
         order.append(s)
     try:
         data[s][metric].append(float(value))
+        per_rep[(s, rep)][metric] = float(value)
     except ValueError:
         pass
+# Two workers' CPU per hit over one worker's, per repetition (both from the same repetition).
+for (s, rep), m in per_rep.items():
+    if m.get("hit.cpu_us") and "hit2.cpu_us" in m:
+        data[s]["hit2_ratio"].append(m["hit2.cpu_us"] / m["hit.cpu_us"])
+def med(s, m):
+    v = data[s].get(m)
+    return statistics.median(v) if v else None
 def cell(s, m, fmt="{:.2f}"):
     v = data[s].get(m)
     if not v:
@@ -493,38 +552,92 @@ def cell(s, m, fmt="{:.2f}"):
     if len(v) == 1:
         return fmt.format(med)
     return f"{fmt.format(med)} ({fmt.format(min(v))}–{fmt.format(max(v))})"
+LOST_PHASES = ("miss", "hit", "tcphit", "fixed", "lat", "hit2")
+def lost_totals(s):
+    reps = sorted({rep for (x, rep) in per_rep if x == s})
+    return [sum(per_rep[(s, r)].get(p + ".lost", 0) for p in LOST_PHASES) for r in reps]
 def lost(s):
-    tot = [sum(x) for x in zip(*(data[s].get(p + ".lost", []) for p in ("miss", "hit", "lat")))]
+    tot = lost_totals(s)
     return f"{int(statistics.median(tot))} (max {int(max(tot))})" if tot else "n/a"
+for s in order:
+    data[s]["rss_after_miss_mib"] = [x / 1024 for x in data[s].get("rss_after_miss_kb", [])]
+    data[s]["rss_peak_mib"] = [x / 1024 for x in data[s].get("rss_peak_kb", [])]
+qk = f"{lat_qps / 1000:g}k"
 cols = [
     ("cache-hit CPU µs/query", "hit.cpu_us", "{:.2f}"),
     ("mostly-miss CPU µs/query", "miss.cpu_us", "{:.2f}"),
     ("TCP cache-hit CPU µs/query", "tcphit.cpu_us", "{:.2f}"),
-    ("p99 µs at fixed rate (hits)", "lat_p99_us", "{:.0f}"),
-    ("peak RSS after 100k names (MiB)", "rss_after_miss_kb", None),
+    (f"fixed-rate ({qk} q/s) CPU µs/query", "fixed.cpu_us", "{:.2f}"),
+    (f"wake-ups (ctx switches)/query at {qk} q/s", "fixed.ctx_per_q", "{:.3f}"),
+    (f"p99 µs at {qk} q/s (hits)", "lat_p99_us", "{:.0f}"),
+    ("2-worker/1-worker hit CPU", "hit2_ratio", "{:.2f}"),
+    (f"peak RSS after {names // 1000}k names (MiB)", "rss_after_miss_mib", "{:.1f}"),
 ]
-lines = ["| server | " + " | ".join(c[0] for c in cols) + " | lost queries (miss+hit+lat) |",
+lines = ["| server | " + " | ".join(c[0] for c in cols) + " | lost queries (all phases) |",
          "|---" * (len(cols) + 2) + "|"]
 for s in order:
-    row = [s]
-    for _, m, fmt in cols:
-        if fmt is None:
-            data[s][m + "_mib"] = [x / 1024 for x in data[s].get(m, [])]
-            row.append(cell(s, m + "_mib", "{:.1f}"))
-        else:
-            row.append(cell(s, m, fmt))
-    row.append(lost(s))
-    lines.append("| " + " | ".join(row) + " |")
+    lines.append("| " + " | ".join([s] + [cell(s, m, fmt) for _, m, fmt in cols] + [lost(s)]) + " |")
 lines += ["", "Details (median, min–max):", "",
           "| server | cold start ms | miss QPS | hit QPS (1 worker) | hit QPS (2 workers) | "
-          "2-worker CPU µs/query | p50 µs | p90 µs | p99.9 µs | peak RSS end (MiB) |",
-          "|---" * 10 + "|"]
+          "2-worker CPU µs/query | 2-worker busiest thread's CPU share | ctx switches/query hit | ctx switches/query miss | "
+          f"voluntary/involuntary per query at {qk} | CPU µs/query of the -v run | "
+          "p50 µs | p90 µs | p99.9 µs | peak RSS end (MiB) |",
+          "|---" * 15 + "|"]
 for s in order:
-    data[s]["rss_peak_mib"] = [x / 1024 for x in data[s].get("rss_peak_kb", [])]
+    vi = f"{cell(s, 'fixed.vcsw_per_q', '{:.3f}')} / {cell(s, 'fixed.ivcsw_per_q', '{:.3f}')}"
     lines.append("| " + " | ".join([s, cell(s, "cold_start_ms", "{:.0f}"), cell(s, "miss.qps", "{:.0f}"),
         cell(s, "hit.qps", "{:.0f}"), cell(s, "hit2.qps", "{:.0f}"), cell(s, "hit2.cpu_us"),
+        cell(s, "hit2.top_thread_share"),
+        cell(s, "hit.ctx_per_q", "{:.3f}"), cell(s, "miss.ctx_per_q", "{:.3f}"), vi, cell(s, "lat.cpu_us"),
         cell(s, "lat_p50_us", "{:.0f}"), cell(s, "lat_p90_us", "{:.0f}"), cell(s, "lat_p999_us", "{:.0f}"),
         cell(s, "rss_peak_mib", "{:.1f}")]) + " |")
+
+# Issue 15's targets for nodecache, against the peers of this run (medians over repetitions).
+NC = "nodecache"
+peers = [s for s in order if s not in (NC, "echo")]
+def peer_best(m):
+    vals = [(med(p, m), p) for p in peers if med(p, m) is not None]
+    return min(vals) if vals else None
+def verdict(ok):
+    return "PASS" if ok else "FAIL"
+targets = []
+def against(name, metric, peer, factor, unit, fmt):
+    mine = med(NC, metric)
+    ref = med(peer, metric) if peer in peers else None
+    if mine is None or ref is None:
+        why = f"{peer} not in this run" if ref is None and peer not in peers else "no figure"
+        targets.append(f"- n/a  {name}: {why}")
+        return
+    limit = factor * ref
+    targets.append(f"- {verdict(mine <= limit)} {name}: nodecache {fmt.format(mine)} {unit} vs "
+                   f"{factor:g} × {peer} {fmt.format(ref)} = {fmt.format(limit)}")
+def against_best(name, metric, factor, unit, fmt):
+    mine, best = med(NC, metric), peer_best(metric)
+    if mine is None or best is None:
+        targets.append(f"- n/a  {name}: {'no peer in this run' if best is None else 'no figure'}")
+        return
+    limit = factor * best[0]
+    targets.append(f"- {verdict(mine <= limit)} {name}: nodecache {fmt.format(mine)} {unit} vs "
+                   f"{factor:g} × best peer ({best[1]}) {fmt.format(best[0])} = {fmt.format(limit)}")
+if NC in order:
+    against("hit CPU per query ≤ 0.7 × unbound's", "hit.cpu_us", "unbound", 0.7, "µs", "{:.2f}")
+    against("miss CPU per query ≤ 0.9 × dnsdist's", "miss.cpu_us", "dnsdist", 0.9, "µs", "{:.2f}")
+    against_best(f"p99 at {qk} q/s ≤ 0.7 × the best peer's", "lat_p99_us", 0.7, "µs", "{:.0f}")
+    rss = med(NC, "rss_after_miss_mib")
+    targets.append(f"- n/a  peak RSS after {names // 1000}k names ≤ 12 MiB: no figure" if rss is None else
+                   f"- {verdict(rss <= 12)} peak RSS after {names // 1000}k names ≤ 12 MiB: nodecache {rss:.1f} MiB"
+                   + ("" if names >= 100000 else f" (only {names} names in this run)"))
+    against_best(f"CPU per query at a fixed {qk} q/s (no -v) ≤ the best peer's", "fixed.cpu_us", 1.0, "µs",
+                 "{:.2f}")
+    r = med(NC, "hit2_ratio")
+    targets.append("- n/a  two workers' CPU per hit ≤ 1.15 × one worker's: no figure" if r is None else
+                   f"- {verdict(r <= 1.15)} two workers' CPU per hit ≤ 1.15 × one worker's: "
+                   f"{r:.2f} × ({cell(NC, 'hit2.cpu_us')} vs {cell(NC, 'hit.cpu_us')} µs)")
+    tot = lost_totals(NC)
+    targets.append("- n/a  zero lost queries: no figure" if not tot else
+                   f"- {verdict(max(tot) == 0)} zero lost queries: {int(sum(tot))} lost over {len(tot)} "
+                   f"repetition(s) ({', '.join(LOST_PHASES)})")
+    lines += ["", "Targets (issue 15; nodecache against the peers of this run, medians):", ""] + targets
 open(out, "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF

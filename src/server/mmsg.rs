@@ -31,19 +31,23 @@ pub fn to_socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
 }
 
 /// Buffers and message headers to receive up to `count` datagrams of up to `size` bytes with one
-/// `recvmmsg`, reused from call to call.
+/// `recvmmsg`, reused from call to call. The headers point into the buffers from construction
+/// on (the heap blocks do not move when the struct does); a call resets only the fields the
+/// kernel wrote in the previous one.
 pub struct RecvBatch {
     size: usize,
     bufs: Vec<u8>,
     addrs: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
+    /// Headers the last call may have written (their name lengths need resetting).
+    used: usize,
 }
 
 impl RecvBatch {
     /// Room for `count` datagrams of `size` bytes each.
     pub fn new(count: usize, size: usize) -> RecvBatch {
-        RecvBatch {
+        let mut b = RecvBatch {
             size,
             bufs: vec![0u8; count * size],
             // SAFETY: all-zero is a valid value for these plain C structs.
@@ -51,7 +55,32 @@ impl RecvBatch {
             iovs: (0..count).map(|_| libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }).collect(),
             // SAFETY: as above.
             msgs: (0..count).map(|_| unsafe { zeroed() }).collect(),
+            used: 0,
+        };
+        for i in 0..count {
+            let buf = &mut b.bufs[i * size..(i + 1) * size];
+            b.iovs[i] = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: size };
+            let m = &mut b.msgs[i];
+            m.msg_hdr.msg_name = (&mut b.addrs[i] as *mut libc::sockaddr_storage).cast();
+            m.msg_hdr.msg_iov = &mut b.iovs[i];
+            m.msg_hdr.msg_iovlen = 1;
+            m.msg_hdr.msg_control = std::ptr::null_mut();
+            m.msg_hdr.msg_controllen = 0;
         }
+        b.used = count;
+        b.reset();
+        b
+    }
+
+    /// Resets what the kernel writes back (name length, flags, length) in the headers the
+    /// last call may have used.
+    fn reset(&mut self) {
+        for m in &mut self.msgs[..self.used] {
+            m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            m.msg_hdr.msg_flags = 0;
+            m.msg_len = 0;
+        }
+        self.used = 0;
     }
 
     /// Waits for at least one datagram on `fd` (up to the socket's read timeout), then takes
@@ -72,27 +101,18 @@ impl RecvBatch {
     }
 
     fn recv_flags(&mut self, fd: RawFd, flags: libc::c_int) -> std::io::Result<usize> {
+        self.reset();
         let count = self.msgs.len();
-        for i in 0..count {
-            let buf = &mut self.bufs[i * self.size..(i + 1) * self.size];
-            self.iovs[i] = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: self.size };
-            let m = &mut self.msgs[i];
-            m.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            m.msg_hdr.msg_iov = &mut self.iovs[i];
-            m.msg_hdr.msg_iovlen = 1;
-            m.msg_hdr.msg_control = std::ptr::null_mut();
-            m.msg_hdr.msg_controllen = 0;
-            m.msg_hdr.msg_flags = 0;
-            m.msg_len = 0;
-        }
         // SAFETY: every mmsghdr points at buffers owned by `self`, alive for the call.
         let n =
             unsafe { libc::recvmmsg(fd, self.msgs.as_mut_ptr(), count as libc::c_uint, flags, std::ptr::null_mut()) };
         if n < 0 {
+            // A failed call writes nothing back; the first header is reset anyway.
+            self.used = 1.min(count);
             return Err(std::io::Error::last_os_error());
         }
-        Ok(n as usize)
+        self.used = (n as usize).min(count);
+        Ok(self.used)
     }
 
     /// Datagram `i` of the last [`RecvBatch::recv`], and whether the kernel cut it to fit.
@@ -121,6 +141,98 @@ fn write_sockaddr(addr: &SocketAddr, storage: &mut libc::sockaddr_storage) -> li
         );
     }
     len as libc::socklen_t
+}
+
+/// Writes `addr` as a `sockaddr_in`/`sockaddr_in6` into `storage` without going through a
+/// zeroed temporary; returns the length to pass to the kernel.
+fn put_sockaddr(addr: &SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for a sockaddr_in.
+            let sin = unsafe { &mut *(storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr = libc::in_addr { s_addr: u32::from(*a.ip()).to_be() };
+            sin.sin_zero = [0; 8];
+            size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(_) => write_sockaddr(addr, storage),
+    }
+}
+
+/// Sends one datagram with `sendto` (cheaper in the kernel than a one-message `sendmmsg`: no
+/// message header or iovec to copy in). Errors (e.g. an unreachable destination) are ignored,
+/// as [`send_many`] skips them.
+pub fn send_one(fd: RawFd, to: &SocketAddr, bytes: &[u8]) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut addr: libc::sockaddr_storage = unsafe { zeroed() };
+    let len = put_sockaddr(to, &mut addr);
+    // SAFETY: `bytes` and `addr` are valid for the call; the kernel reads `len` bytes of `addr`.
+    unsafe {
+        libc::sendto(fd, bytes.as_ptr().cast(), bytes.len(), 0, (&addr as *const libc::sockaddr_storage).cast(), len);
+    }
+}
+
+/// Message headers for `sendmmsg`, set up once and reused by a sending loop (no per-call
+/// zeroing of the header arrays).
+pub struct SendBatch {
+    addrs: Box<[libc::sockaddr_storage]>,
+    iovs: Box<[libc::iovec]>,
+    msgs: Box<[libc::mmsghdr]>,
+}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        SendBatch::new()
+    }
+}
+
+impl SendBatch {
+    /// Headers for up to [`SEND_BATCH`] datagrams per call.
+    pub fn new() -> SendBatch {
+        // SAFETY: all-zero is a valid value for these plain C structs.
+        let zero_addr = || unsafe { zeroed::<libc::sockaddr_storage>() };
+        // SAFETY: as above.
+        let zero_msg = || unsafe { zeroed::<libc::mmsghdr>() };
+        SendBatch {
+            addrs: (0..SEND_BATCH).map(|_| zero_addr()).collect(),
+            iovs: (0..SEND_BATCH).map(|_| libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }).collect(),
+            msgs: (0..SEND_BATCH).map(|_| zero_msg()).collect(),
+        }
+    }
+
+    /// Sends each `(destination, payload)` from `fd`: one alone with `sendto`, more with as
+    /// few `sendmmsg` calls as the kernel allows. A datagram the kernel refuses is skipped.
+    pub fn send<B: AsRef<[u8]>>(&mut self, fd: RawFd, items: &[(SocketAddr, B)]) {
+        if let [(to, bytes)] = items {
+            send_one(fd, to, bytes.as_ref());
+            return;
+        }
+        for chunk in items.chunks(SEND_BATCH) {
+            for (k, (to, bytes)) in chunk.iter().enumerate() {
+                let bytes = bytes.as_ref();
+                let len = put_sockaddr(to, &mut self.addrs[k]);
+                self.iovs[k] = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
+                let m = &mut self.msgs[k];
+                m.msg_hdr.msg_name = (&mut self.addrs[k] as *mut libc::sockaddr_storage).cast();
+                m.msg_hdr.msg_namelen = len;
+                m.msg_hdr.msg_iov = &mut self.iovs[k];
+                m.msg_hdr.msg_iovlen = 1;
+                m.msg_len = 0;
+            }
+            sendmmsg_all(fd, &mut self.msgs[..chunk.len()]);
+        }
+    }
+}
+
+/// `sendmmsg` until every header in `msgs` has been sent or skipped.
+fn sendmmsg_all(fd: RawFd, msgs: &mut [libc::mmsghdr]) {
+    let mut done = 0usize;
+    while done < msgs.len() {
+        // SAFETY: msgs[done..] point at live addresses and payloads for the call.
+        let sent = unsafe { libc::sendmmsg(fd, msgs[done..].as_mut_ptr(), (msgs.len() - done) as libc::c_uint, 0) };
+        done += if sent <= 0 { 1 } else { sent as usize };
+    }
 }
 
 /// Datagrams per `sendmmsg` in [`send_many`].

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 
 use super::fast::{try_serve, Fast, MissRoute, UdpReturn};
 use super::handle::handle;
-use super::mmsg::{send_many, RecvBatch};
+use super::mmsg::{RecvBatch, SendBatch};
 use super::pump_watch::PumpWatch;
 use super::request::Proto;
 use super::runtime::ListenerRuntime;
@@ -45,6 +45,7 @@ pub fn serve(
     let fd = sock.as_raw_fd();
     let mut batch = RecvBatch::new(BATCH, READ_SIZE);
     let mut replies: Vec<(SocketAddr, Vec<u8>)> = Vec::with_capacity(BATCH);
+    let mut sender = SendBatch::new();
     let ret = UdpReturn { sock: sock.clone(), local, rt: rt.clone() };
     let mut left_group = false;
     // Without an epoll set of its own the thread leaves replies to the paths' threads.
@@ -80,7 +81,8 @@ pub fn serve(
             }
             continue;
         }
-        let lr = state.load_full();
+        // A guard, not a counted reference: no shared reference count touched per batch.
+        let lr = state.load();
         replies.clear();
         for i in 0..n {
             let Some(client) = batch.source(i) else { continue };
@@ -103,8 +105,7 @@ pub fn serve(
             });
         }
         if !replies.is_empty() {
-            let out: Vec<(SocketAddr, &[u8])> = replies.iter().map(|(to, r)| (*to, r.as_slice())).collect();
-            send_many(fd, &out);
+            sender.send(fd, &replies);
         }
     }
 }
